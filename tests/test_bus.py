@@ -1,0 +1,167 @@
+"""The bus over real ZeroMQ sockets: signatures, numbering, topics, refusals."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from wattsight.bus import Publisher, Subscriber, sign, topic_of
+from wattsight.codec import decode_batch, encode_batch
+from wattsight.errors import BusError, MessageRefused
+from wattsight.sample import Batch, Series
+
+KEY = b"k" * 32
+_port = itertools.count(0)
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    return f"ipc://{tmp_path}/bus-{next(_port)}"
+
+
+def power(probe: str, n: int = 5, t0: int = 1_700_000_000_000) -> Batch:
+    return Batch.of_series(Series(probe, "power", "W"), t0 + 1000 * np.arange(n), 100.0 + np.arange(n))
+
+
+def connected(endpoint, **kw):
+    """A publisher and a subscriber that is surely joined (ZeroMQ's slow joiner)."""
+    pub = Publisher(endpoint, KEY)
+    sub = Subscriber(endpoint, KEY, **kw)
+    time.sleep(0.2)
+    return pub, sub
+
+
+def drain(sub, timeout_ms=300):
+    out = []
+    while (got := sub.recv(timeout_ms)) is not None:
+        out.append(got[0])
+    return out
+
+
+def test_codec_round_trip_is_exact():
+    b = Batch.concat([power("a.x", 7), power("b.y", 3)])
+    back = decode_batch(encode_batch(b))
+    assert back.series == b.series
+    assert np.array_equal(back.sidx, b.sidx) and np.array_equal(back.t, b.t) and np.array_equal(back.v, b.v)
+
+
+def test_batches_arrive_split_by_site_and_metric(endpoint):
+    pub, sub = connected(endpoint)
+    net = Batch.of_series(Series("a.x", "network_in", "B", "counter"), [1_700_000_000_000], [5.0])
+    now = int(time.time() * 1000)
+    pub.publish(Batch.concat([power("a.x", t0=now), power("b.y", t0=now), net]))
+    got = drain(sub)
+    assert sorted((b.series[0].probe, b.series[0].metric, len(b)) for b in got) == [
+        ("a.x", "network_in", 1), ("a.x", "power", 5), ("b.y", "power", 5)]
+    assert sub.stats()["accepted"] == 3 and sub.stats()["lost"] == 0
+
+
+def test_subscribe_to_a_site_or_a_metric(endpoint):
+    pub = Publisher(endpoint, KEY)
+    by_site = Subscriber(endpoint, KEY, sites=["b"])
+    by_metric = Subscriber(endpoint, KEY, metrics=["network_in"])
+    time.sleep(0.2)
+    now = int(time.time() * 1000)
+    net = Batch.of_series(Series("a.x", "network_in", "B", "counter"), [now], [5.0])
+    pub.publish(Batch.concat([power("a.x", t0=now), power("b.y", t0=now), net]))
+    assert [b.series[0].probe for b in drain(by_site)] == ["b.y"]
+    assert [b.series[0].metric for b in drain(by_metric)] == ["network_in"]
+    assert by_site.stats()["lost"] == 0 and by_metric.stats()["lost"] == 0
+
+
+class Capture:
+    """Publishes through a real socket pair and keeps the raw frames to tamper with."""
+
+    def __init__(self, endpoint):
+        self.pub, self.sub = connected(endpoint)
+        self.raw = self.sub.sock  # read raw frames through the subscriber's socket
+
+    def frames(self, batch):
+        self.pub.publish(batch)
+        assert self.raw.poll(2000)
+        return self.raw.recv_multipart()
+
+
+def test_bad_messages_are_refused_counted_and_do_not_stop_the_consumer(endpoint):
+    cap = Capture(endpoint)
+    now = int(time.time() * 1000)
+    good = [cap.frames(power("a.x", t0=now + i)) for i in range(4)]
+    sub = cap.sub
+    # forged: payload changed, MAC kept
+    forged = list(good[0])
+    forged[2] = encode_batch(power("a.x", 5, now + 99))
+    # signed with another key
+    other = list(good[0])
+    other[3] = sign(b"x" * 32, *other[:3])
+    # truncated payload and missing frame
+    trunc = list(good[1][:2]) + [good[1][2][:-7], good[1][3]]
+    short = good[1][:3]
+    # header lying about its size, correctly signed (a buggy or hostile key holder)
+    h = msgpack.packb({"src": "evil", "seq": 1, "sent": now, "n": 999})
+    lying = [good[0][0], h, good[0][2], sign(KEY, good[0][0], h, good[0][2])]
+    # stale: a message signed long ago
+    h = msgpack.packb({"src": "old", "seq": 1, "sent": now - 3_600_000, "n": 5})
+    stale = [good[0][0], h, good[0][2], sign(KEY, good[0][0], h, good[0][2])]
+    for bad in (forged, other, trunc, short, lying, stale):
+        with pytest.raises(MessageRefused):
+            sub.check(bad)
+    # the real ones, re-ordered: 0, 2, 1 then replays of 0 and 2
+    assert sub.check(good[0]) is not None
+    assert sub.check(good[2]) is not None
+    assert sub.stats()["lost"] == 1
+    assert sub.check(good[1]) is not None  # late but new: accepted once
+    for replay in (good[0], good[2], good[1]):
+        with pytest.raises(MessageRefused, match="replayed"):
+            sub.check(replay)
+    assert sub.check(good[3]) is not None
+    s = sub.stats()
+    assert s["accepted"] == 4 and s["reordered"] == 1 and s["lost"] == 0
+
+
+def test_recv_counts_refusals_per_cause_and_keeps_serving(endpoint, caplog):
+    cap = Capture(endpoint)
+    now = int(time.time() * 1000)
+    f = cap.frames(power("a.x", t0=now))
+    inject = cap.pub._ctx.socket(zmq.PUB)
+    ep2 = endpoint + "-inject"
+    inject.bind(ep2)
+    cap.sub.sock.connect(ep2)
+    time.sleep(0.2)
+    forged = list(f)
+    forged[2] = forged[2][:-1] + b"\x00"
+    for _ in range(3):
+        inject.send_multipart(forged)
+    inject.send_multipart(f)  # a replay
+    cap.pub.publish(power("a.x", t0=now + 10))
+    got = drain(cap.sub)
+    assert len(got) == 1 and got[0].t[0] == now + 10
+    s = cap.sub.stats()
+    assert s["refused"] == {"bad-signature": 3, "replayed": 1}
+    assert sum("bad-signature" in r.message for r in caplog.records) == 1  # logged once per cause
+    inject.close(0)
+
+
+def test_bad_endpoint_and_missing_key_are_clear_errors(endpoint):
+    with pytest.raises(BusError, match="expected ipc://PATH"):
+        Publisher("http://x", KEY)
+    with pytest.raises(BusError, match="secret"):
+        Subscriber(endpoint, b"")
+    pub = Publisher(endpoint, KEY)
+    with pytest.raises(BusError, match="cannot bind"):
+        Publisher(endpoint, KEY)
+    pub.close()
+
+
+def test_large_batches_are_split_and_nothing_is_lost(endpoint):
+    pub, sub = connected(endpoint)
+    pub.batch_max = 1000
+    now = int(time.time() * 1000)
+    pub.publish(power("a.x", 10_500, t0=now))
+    got = drain(sub)
+    assert [len(b) for b in got] == [1000] * 10 + [500]
+    assert np.array_equal(np.concatenate([b.t for b in got]), now + 1000 * np.arange(10_500))
