@@ -42,7 +42,9 @@ def describe(group: str = DRIVERS) -> list[tuple[str, str, str]]:
     for name, ep in sorted(_group(group).items()):
         try:
             doc = (ep.load().__doc__ or "").strip().splitlines()[0]
-        except (ImportError, IndexError) as exc:
-            doc = f"(cannot load: {exc})" if isinstance(exc, ImportError) else ""
+        except IndexError:
+            doc = ""
+        except (ImportError, AttributeError) as exc:
+            doc = f"(cannot load: {exc})"
         out.append((name, ep.value, doc))
     return out

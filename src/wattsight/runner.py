@@ -89,7 +89,7 @@ class Supervised:
     def backoff(self) -> float:
         """Seconds to wait after the current run of failures (exponential, jittered, capped)."""
         n = self.state.failures_in_row
-        base = max(self.config.period, 0.5) * (2 ** min(n - 1, 16))
+        base = max(self.config.period, 0.05) * (2 ** min(n - 1, 16))
         return min(self.max_backoff, base) * random.uniform(0.8, 1.0)
 
     def failed(self, status: str, message: str) -> float:

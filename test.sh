@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything the tests need -- system packages (the peers), Python packages -- then run
+# the whole suite.  Extra arguments go to pytest (e.g. `bash test.sh -k bus -x`).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# System packages the tests' peers come from (Debian names).  promtool: package prometheus.
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+if ((${#need[@]})); then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+
+if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+  touch .venv/.installed-test
+fi
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,100 @@
+"""The runner: a hung, crashing or failing driver never stops the others, and is retried with back-off."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+
+from wattsight.drivers.base import Driver, DriverConfig
+from wattsight.errors import MeterUnreachable
+from wattsight.runner import Runner
+from wattsight.sample import Batch, Series
+
+
+class Cfg(DriverConfig):
+    mode: str = "good"
+
+
+class Fault(Driver):
+    """A driver that behaves as its config says; every attempt is recorded with its time."""
+
+    Config = Cfg
+    attempts: dict[str, list[float]] = {}
+    instances: dict[str, int] = {}
+    release = threading.Event()
+
+    def __init__(self, config, *, site, clock):
+        super().__init__(config, site=site, clock=clock)
+        Fault.instances[config.mode] = Fault.instances.get(config.mode, 0) + 1
+
+    def read(self) -> Batch:
+        Fault.attempts.setdefault(self.config.mode, []).append(time.monotonic())
+        mode = self.config.mode
+        if mode == "crash":
+            raise RuntimeError("driver bug")
+        if mode == "unreachable":
+            raise MeterUnreachable("no route to host", probe="t.pdu")
+        if mode == "hang":
+            Fault.release.wait(30)
+        return Batch.of_series(Series("t.good", "power", "W"), [self.clock()], [1.0])
+
+
+def run_for(drivers: dict, seconds: float) -> tuple[Runner, list[Batch], float]:
+    got: list[Batch] = []
+    runner = Runner(drivers, site="t", sink=got.append, max_backoff=0.4)
+
+    async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await runner.run(stop)
+
+    t0 = time.monotonic()
+    asyncio.run(main())
+    return runner, got, time.monotonic() - t0
+
+
+def test_bad_drivers_do_not_delay_a_good_one_and_are_retried_with_backoff():
+    Fault.attempts.clear()
+    Fault.instances.clear()
+    Fault.release.clear()
+    period = 0.05
+    drivers = {m: (Fault, Cfg(type="fault", mode=m, period=period, timeout=0.2))
+               for m in ("good", "crash", "unreachable", "hang")}
+    runner, got, elapsed = run_for(drivers, 3.0)
+    Fault.release.set()
+    state = {s["driver"]: s for s in runner.state()}
+
+    # the good driver kept its pace: most of the ticks of the run (ratio measured in this run)
+    ticks = elapsed / period
+    assert state["good"]["reads"] >= 0.6 * ticks, (state["good"], ticks)
+    assert sum(len(b) for b in got) == state["good"]["samples"] == state["good"]["reads"]
+
+    # a crash restarts the instance; an unreachable meter is retried with the same instance
+    assert state["crash"]["restarts"] >= 2 and Fault.instances["crash"] >= 3
+    assert state["unreachable"]["restarts"] == 0 and Fault.instances["unreachable"] == 1
+    assert "no route to host" in state["unreachable"]["last_error"]
+    assert state["unreachable"]["last_error"].startswith("t.pdu:")  # names the probe
+    # a hung read is timed out, abandoned and retried on a fresh instance
+    assert state["hang"]["timeouts"] >= 2 and state["hang"]["restarts"] >= 2
+    assert state["hang"]["status"] == "stopped"
+
+    # back-off: the waits between failed attempts grow (up to the cap)
+    for mode in ("crash", "unreachable"):
+        gaps = np.diff(Fault.attempts[mode])
+        assert gaps[-1] > 2.5 * gaps[0], (mode, gaps)
+        assert len(gaps) < ticks / 4  # far fewer attempts than ticks
+
+
+def test_reads_stay_on_the_grid_without_drift():
+    Fault.attempts.clear()
+    period = 0.02  # 50 Hz
+    run_for({"good": (Fault, Cfg(type="fault", mode="good", period=period))}, 2.0)
+    t = np.asarray(Fault.attempts["good"])
+    # the k-th read happens near start + k*period: the phase error does not accumulate
+    k = np.round((t - t[0]) / period)
+    phase = (t - t[0]) - k * period
+    assert np.median(np.abs(phase[len(phase) // 2:])) < period / 2
+    assert len(np.unique(k)) == len(k)  # never two reads for one tick
