@@ -1,0 +1,430 @@
+"""The configuration file: errors (file:line, key, expected, hint), defaults, sample, Kwapi import."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from wattsight import config, plugins
+from wattsight.config import ApiConfig, BusConfig, ProbeConfig, StoreConfig, key_lines, load, loads
+from wattsight.drivers.base import DriverConfig
+from wattsight.errors import ConfigError, PluginError
+from wattsight.kwapi_import import import_kwapi
+
+DATA = Path(__file__).parent / "data"
+KWAPI = DATA / "kwapi"
+OK_BUS = '[bus]\nsecret = "s3cr3t"\n'
+
+
+def _dummy_loads() -> bool:
+    try:
+        plugins.load("dummy")
+    except PluginError:
+        return False
+    return True
+
+
+needs_dummy = pytest.mark.skipif(not _dummy_loads(), reason="the dummy driver is not installed yet")
+
+
+def error_of(text: str, path: str = "/etc/wattsight/wattsight.toml") -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        loads(text, path)
+    return info.value
+
+
+# -- the section models ------------------------------------------------------------------------
+def test_section_defaults_follow_the_contract():
+    bus, store, api = BusConfig(), StoreConfig(), ApiConfig()
+    assert bus.endpoint.startswith("ipc://") and bus.endpoint.endswith("/wattsight-bus")
+    assert (bus.connect, bus.secret, bus.secret_file) == ([], None, None)
+    assert (bus.window, bus.linger, bus.batch_max) == (300.0, 0.05, 50_000)
+    assert store.backend == "embedded" and store.path.name == "store" and store.fsync is False
+    assert store.flush_interval == 60.0
+    assert (api.listen, api.max_points, api.max_gap, api.price_per_kwh, api.currency) == (
+        "127.0.0.1:8080", 10_000, 5.0, 0.0, "EUR")
+    assert ProbeConfig() == ProbeConfig(aliases=[], nodes=[], description="")
+
+
+def test_sections_are_frozen_and_refuse_unknown_keys():
+    with pytest.raises(Exception):
+        BusConfig().window = 3  # type: ignore[misc]
+    with pytest.raises(Exception):
+        ApiConfig(lisen="x")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("endpoint", ["ipc:///run/wattsight/bus", "tcp://10.0.0.1:5555", "tcp://*:5555",
+                                      "tcp://[::1]:5555", "tcp://bus.lyon.grid5000.fr:5555", "inproc://bus"])
+def test_good_endpoints(endpoint):
+    assert BusConfig(endpoint=endpoint, connect=[endpoint]).endpoint == endpoint
+
+
+def test_a_minimal_file_loads():
+    cfg = loads('site = "lyon"\n' + OK_BUS)
+    assert cfg.site == "lyon" and cfg.path is None and cfg.drivers == {} and cfg.bus_secret() == b"s3cr3t"
+
+
+# -- errors: file, line, key, expected, hint ------------------------------------------------------
+def test_unknown_key_names_line_and_suggests_the_closest():
+    err = error_of('site = "lyon"\n[bus]\nsecret = "s"\nwindw = 10\n')
+    assert (err.file, err.line, err.key) == ("/etc/wattsight/wattsight.toml", 4, "bus.windw")
+    assert str(err).startswith("/etc/wattsight/wattsight.toml:4: bus.windw: unknown key")
+    assert "did you mean 'window'?" in str(err)
+
+
+def test_unknown_section_suggests_the_closest():
+    err = error_of(OK_BUS + "\n[stor]\npath = '/x'\n")
+    assert err.line == 4 and err.key == "stor" and "did you mean 'store'?" in str(err)
+
+
+def test_wrong_type_says_what_was_expected_in_plain_words():
+    err = error_of(OK_BUS + 'linger = "soon"\n')
+    assert err.line == 3 and err.key == "bus.linger"
+    assert "'soon' is not a number" in str(err) and "a number of seconds" in err.expected
+    assert "pydantic" not in str(err) and "type=" not in str(err)
+    err = error_of("[api]\nmax_points = 1.5\n" + OK_BUS)
+    assert err.line == 2 and "whole number" in err.expected
+
+
+def test_out_of_range_value():
+    err = error_of(OK_BUS + "window = -1\n")
+    assert err.key == "bus.window" and "more than 0" in err.expected
+
+
+def test_bad_endpoint_lists_the_accepted_forms():
+    err = error_of(OK_BUS + 'endpoint = "localhost:5555"\n')
+    assert err.line == 3 and err.key == "bus.endpoint"
+    for form in ("ipc://", "tcp://<host>:<port>", "inproc://"):
+        assert form in str(err)
+    assert error_of(OK_BUS + 'connect = ["tcp://a:5555", "udp://b:1"]\n').key.startswith("bus.connect")
+
+
+def test_bad_listen_address():
+    err = error_of(OK_BUS + '[api]\nlisten = "8080"\n')
+    assert err.line == 4 and "host:port" in str(err)
+
+
+def test_missing_secret_says_how_to_create_one():
+    err = error_of('site = "lyon"\n[bus]\nwindow = 10\n')
+    assert err.key == "bus.secret_file" and err.line == 2
+    assert "head -c 32 /dev/urandom | base64 > /etc/wattsight/bus.key" in str(err)
+    assert "secret_file" in err.hint
+
+
+def test_secret_and_secret_file_are_exclusive(tmp_path):
+    key = tmp_path / "bus.key"
+    key.write_text("k\n")
+    key.chmod(0o600)
+    err = error_of(f'[bus]\nsecret = "s"\nsecret_file = "{key}"\n')
+    assert "either secret or secret_file" in str(err)
+
+
+def test_secret_file_must_exist(tmp_path):
+    err = error_of('[bus]\nsecret_file = "missing.key"\n', str(tmp_path / "w.toml"))
+    assert err.line == 2 and str(tmp_path / "missing.key") in str(err) and "head -c 32" in str(err)
+
+
+def test_secret_file_is_relative_to_the_config_file(tmp_path, caplog):
+    (tmp_path / "bus.key").write_text("  abc123\n")
+    (tmp_path / "bus.key").chmod(0o600)
+    path = tmp_path / "wattsight.toml"
+    path.write_text('[bus]\nsecret_file = "bus.key"\n[store]\npath = "data"\n')
+    with caplog.at_level(logging.WARNING):
+        cfg = load(path)
+    assert cfg.path == path and cfg.bus.secret_file == tmp_path / "bus.key"
+    assert cfg.store.path == tmp_path / "data" and cfg.bus_secret() == b"abc123"
+    assert not caplog.records
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_secret_file(tmp_path):
+    (tmp_path / "bus.key").write_text("k")
+    (tmp_path / "bus.key").chmod(0)
+    assert "cannot be read" in str(error_of('[bus]\nsecret_file = "bus.key"\n', str(tmp_path / "w.toml")))
+
+
+def test_a_key_readable_by_others_is_only_a_warning(tmp_path, caplog):
+    (tmp_path / "bus.key").write_text("k")
+    (tmp_path / "bus.key").chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="wattsight.config"):
+        cfg = loads('[bus]\nsecret_file = "bus.key"\n', str(tmp_path / "w.toml"))
+    assert cfg.bus_secret() == b"k" and "chmod 600" in caplog.text
+
+
+def test_unknown_driver_type_lists_the_known_drivers():
+    err = error_of(OK_BUS + '\n[drivers.rack]\ntype = "dumy"\nperiod = 1\n')
+    assert (err.line, err.key) == (5, "drivers.rack.type")
+    assert "unknown driver 'dumy'" in str(err) and "dummy" in err.expected
+    assert "did you mean 'dummy'?" in str(err)
+
+
+def test_driver_without_type():
+    err = error_of(OK_BUS + "\n[drivers.rack]\nperiod = 1\n")
+    assert err.key == "drivers.rack.type" and err.line == 4 and "missing" in str(err)
+
+
+@needs_dummy
+def test_driver_sections_are_validated_by_the_driver_config():
+    cfg = loads(OK_BUS + '[drivers.rack]\ntype = "dummy"\ncount = 2\nperiod = 0.5\n')
+    assert isinstance(cfg.drivers["rack"], DriverConfig) and cfg.drivers["rack"].period == 0.5
+    err = error_of(OK_BUS + '[drivers.rack]\ntype = "dummy"\ncount = 2\nperiood = 0.5\n')
+    assert (err.line, err.key) == (6, "drivers.rack.periood") and "did you mean 'period'?" in str(err)
+
+
+def test_probe_ids_are_checked_and_dotted_ids_must_be_quoted():
+    cfg = loads(OK_BUS + '[probes."lyon.taurus-7"]\naliases = ["t7"]\nnodes = ["lyon.taurus-7"]\n')
+    assert cfg.probes["lyon.taurus-7"].aliases == ["t7"]
+    err = error_of(OK_BUS + '[probes.lyon.taurus-7]\nnodes = []\n')
+    assert err.line == 3 and '[probes."lyon.taurus-7"]' in err.hint
+    err = error_of(OK_BUS + '[probes."lyon.t-7"]\nnode = []\n')
+    assert (err.line, err.key) == (4, 'probes."lyon.t-7".node') and "did you mean 'nodes'?" in str(err)
+
+
+def test_consumers_need_a_type_and_are_kept_raw():
+    cfg = loads(OK_BUS + '[consumers.metrics]\ntype = "prometheus"\nport = 9100\n')
+    assert cfg.consumers == {"metrics": {"type": "prometheus", "port": 9100}}
+    assert error_of(OK_BUS + "[consumers.metrics]\nport = 9100\n").key == "consumers.metrics.type"
+
+
+def test_bad_site_name():
+    assert error_of('site = "lyon.fr"\n' + OK_BUS).key == "site"
+
+
+def test_toml_syntax_error_names_the_line():
+    err = error_of('site = "lyon"\n[bus\nsecret = "s"\n')
+    assert err.line == 2 and "TOML syntax error" in str(err) and err.hint
+    assert str(err).startswith("/etc/wattsight/wattsight.toml:2: TOML syntax error")
+    assert error_of('site = "lyon\n').line == 1
+
+
+def test_several_errors_are_reported_together_in_file_order():
+    text = ('site = "lyon"\n'               # 1
+            "[bus]\n"                      # 2
+            'endpoint = "nowhere"\n'       # 3
+            'secret = "s"\n'               # 4
+            "[api]\n"                      # 5
+            'max_points = "many"\n'        # 6
+            "[store]\n"                    # 7
+            "fsink = true\n")              # 8
+    err = error_of(text)
+    lines = str(err).splitlines()
+    assert len(lines) == 3 and len(err.errors) == 3
+    assert [e.line for e in err.errors] == [3, 6, 8]
+    assert lines[0] == str(err.errors[0]) and err.line == 3 and err.key == "bus.endpoint"
+    assert "bus.endpoint" in lines[0] and "api.max_points" in lines[1] and "did you mean 'fsync'?" in lines[2]
+    assert all(line.startswith("/etc/wattsight/wattsight.toml:") for line in lines)
+
+
+@needs_dummy
+def test_a_site_file_loads(tmp_path):
+    path = DATA / "config" / "lyon.toml"
+    (tmp_path / "lyon.toml").write_text(path.read_text())  # git does not keep the key's mode 0600
+    (tmp_path / "bus.key").write_bytes((DATA / "config" / "bus.key").read_bytes())
+    (tmp_path / "bus.key").chmod(0o600)
+    cfg = load(tmp_path / "lyon.toml")
+    assert cfg.site == "lyon" and cfg.bus.connect == ["tcp://forwarder.nancy.example.org:5555"]
+    assert cfg.bus_secret() == b"dGVzdC1rZXktbm90LXNlY3JldA==" and cfg.store.fsync is True
+    assert cfg.drivers["rack"].metrics == ["power", "energy"] and cfg.api.price_per_kwh == 0.2516
+    assert cfg.probes["lyon.taurus-pdu1.4"].nodes == ["lyon.taurus-3", "lyon.taurus-4"]
+
+
+def test_the_documented_error_example():
+    path = DATA / "config" / "broken.toml"
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    lines = str(info.value).splitlines()
+    assert [e.line for e in info.value.errors] == [3, 4, 5, 10]
+    assert lines[0].startswith(f"{path}:3: bus.secret_file: missing")
+    assert "did you mean 'period'?" in lines[3]
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert path.read_text() in doc  # the docs show this very file ...
+    for line in lines[:3]:  # ... and what wattsight says about it
+        assert line.replace(str(path), "/etc/wattsight/wattsight.toml") in doc
+
+
+def test_load_names_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "nope.toml")
+    assert str(tmp_path / "nope.toml") in str(info.value) and "config sample" in str(info.value)
+
+
+def test_bus_secret_errors_name_the_key(tmp_path):
+    cfg = config.Config(bus=BusConfig())
+    with pytest.raises(ConfigError, match="bus.secret_file"):
+        cfg.bus_secret()
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        config.Config(bus=BusConfig(secret_file=empty)).bus_secret()
+
+
+# -- the key locator ------------------------------------------------------------------------------
+def test_key_lines_handles_tables_quoted_dotted_and_inline_keys():
+    text = "\n".join([
+        'site = "x"',                                   # 1
+        "[bus]",                                        # 2
+        "connect = [",                                  # 3
+        '  "tcp://a:1",  # [not.a.table]',              # 4
+        "]",                                            # 5
+        'notes = """',                                  # 6
+        "window = 1",                                   # 7  (inside a string)
+        '"""',                                          # 8
+        "linger = 1",                                   # 9
+        '[probes."lyon.t-7"]',                          # 10
+        "a.b = 1",                                      # 11
+        'x = { y = 1, z = { w = [1, 2] }, "k.l" = "s,}" , r = 3 }',  # 12
+        "[[consumers]]",                                # 13
+        "type = 1",                                     # 14
+    ])
+    lines = key_lines(text)
+    assert lines[("bus", "connect")] == 3 and lines[("bus", "linger")] == 9
+    assert ("bus", "window") not in lines
+    assert lines[("probes", "lyon.t-7")] == 10 and lines[("probes", "lyon.t-7", "a", "b")] == 11
+    for key in ("y", "z", "k.l", "r"):
+        assert lines[("probes", "lyon.t-7", "x", key)] == 12
+    assert lines[("probes", "lyon.t-7", "x", "z", "w")] == 12
+    assert lines[("consumers", "0", "type")] == 14
+    assert config.locate(lines, ("bus", "connect", 1)) == 3
+    assert config.locate(lines, ("bus", "missing")) == 2
+    assert config.locate(lines, ("nowhere",)) is None
+
+
+# -- the sample -----------------------------------------------------------------------------------
+def test_sample_loads():
+    cfg = loads(config.SAMPLE, "<sample>")
+    assert cfg.site == "local" and cfg.probes
+
+
+def test_sample_shows_every_key():
+    sample = config.SAMPLE
+    for model in (BusConfig, StoreConfig, ApiConfig, ProbeConfig, DriverConfig):
+        for name in model.model_fields:
+            assert re.search(rf"^#? *{name} = ", sample, re.M), f"{model.__name__}.{name} is not in SAMPLE"
+    for section in ("site", "[bus]", "[store]", "[api]", "[probes.", "[consumers.", "[drivers."):
+        assert section in sample
+
+
+@needs_dummy
+def test_sample_has_a_section_per_registered_driver():
+    sample, cfg = config.SAMPLE, loads(config.SAMPLE)
+    for name in plugins.names():
+        try:
+            cls = plugins.load(name)
+        except PluginError:
+            continue
+        if getattr(cls, "SAMPLE", ""):
+            assert cls.SAMPLE.strip() in sample
+            assert any(type(d) is cls.Config for d in cfg.drivers.values())
+
+
+# -- the embedded default -------------------------------------------------------------------------
+def test_default_creates_a_private_key_and_the_runtime_dir(tmp_path):
+    cfg = config.default(data_dir=tmp_path)
+    key = tmp_path / "bus.key"
+    assert cfg.site == "local" and cfg.drivers == {} and cfg.path is None
+    assert cfg.bus.secret_file == key and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(cfg.bus_secret()) == 44  # 32 bytes in base64
+    assert cfg.store.path == tmp_path / "store"
+    assert cfg.bus.endpoint.startswith("ipc://") and Path(cfg.bus.endpoint[6:]).parent.is_dir()
+    assert config.default(data_dir=tmp_path).bus_secret() == cfg.bus_secret()  # the key is kept
+
+
+@needs_dummy
+def test_default_demo_runs_a_simulated_rack(tmp_path):
+    cfg = config.default(demo=True, data_dir=tmp_path)
+    assert cfg.site == "demo" and cfg.drivers["rack"].type == "dummy"
+
+
+# -- Kwapi import ---------------------------------------------------------------------------------
+@needs_dummy
+def test_kwapi_dummy_file_round_trips():
+    path = KWAPI / "openstack-dummy.conf"
+    cfg = loads(import_kwapi(path.read_text(), str(path)))
+    assert cfg.site == "nancy" and cfg.bus_secret() == b"Change This Or Be Hacked"
+    assert set(cfg.drivers) == {"sgriffon1-IN", "sgriffon1-OUT", "griffon-pdu4", "wattmeter-2"}
+    assert cfg.drivers["wattmeter-2"].probes == ["nancy.wattmeter-2.1", "nancy.wattmeter-2.2"]
+    assert (cfg.drivers["wattmeter-2"].min, cfg.drivers["wattmeter-2"].max) == (10.0, 20.0)
+    assert cfg.drivers["sgriffon1-IN"].metrics == ["network"]
+    assert cfg.drivers["sgriffon1-OUT"].enabled is False  # the dummy gives both directions already
+    assert "nancy.sgriffon1.1-4" not in str(cfg.drivers)  # None: an empty port
+    assert cfg.probes["nancy.griffon-pdu4.1"].nodes == [f"nancy.griffon-{i}" for i in range(30, 35)]
+
+
+@needs_dummy
+def test_kwapi_summed_channels_become_one_probe_each_feeding_the_node():
+    text = import_kwapi("[DEFAULT]\nmetering_secret = k\n[pdu]\ndriver = DummyWatts\n"
+                        "probes = ['lyon.t-1', 'lyon.t-1', 'lyon.t-2']\n", "drivers.conf")
+    cfg = loads(text)
+    assert cfg.drivers["pdu"].probes == ["lyon.t-1.1", "lyon.t-1.2", "lyon.t-2"]
+    assert cfg.probes["lyon.t-1.1"].nodes == cfg.probes["lyon.t-1.2"].nodes == ["lyon.t-1"]
+
+
+def test_kwapi_g5k_file_converts_every_driver():
+    path = KWAPI / "g5k-lyon.conf"
+    text = import_kwapi(path.read_text(), str(path))
+    data = tomllib.loads(text)
+    drivers = data["drivers"]
+    assert data["site"] == "lyon" and data["bus"]["secret"] == "lyon-3b1f0c9e5d"
+    assert {k: d["type"] for k, d in drivers.items()} == {
+        "taurus-pdu1": "snmp", "sagittaire-pdu": "snmp", "orion-1": "ipmi", "nova-wattmeters": "http",
+        "gw-lyon-IN": "snmp"}
+    pdu = drivers["taurus-pdu1"]
+    assert (pdu["host"], pdu["version"], pdu["community"], pdu["period"]) == (
+        "taurus-pdu1.lyon.grid5000.fr", "2c", "public", 1.0)
+    assert pdu["probes"] == [f"lyon.taurus-pdu1.{i}" for i in (1, 2, 4, 5)]
+    assert "positions (1-based) of these probes: 1, 2, 4, 5; skipped (None, not read): 3" in text
+    assert drivers["sagittaire-pdu"]["oid"] == "1.3.6.1.4.1.13742.4.1.2.2.1.7"
+    assert drivers["orion-1"]["sensor"] == "Power Meter" and "cache = 'yes'" in text  # kept as a comment
+    assert drivers["gw-lyon-IN"]["metrics"] == ["network_in"]
+    assert data["probes"]["lyon.taurus-pdu1.4"]["nodes"] == ["lyon.taurus-3", "lyon.taurus-4"]
+    assert "the 'ipmi' driver comes in a later release" in text
+    assert "check_drivers_interval = '60'" in text  # nothing dropped silently
+
+
+def test_kwapi_wattsup_file_without_secret():
+    path = KWAPI / "wattsup-lab.conf"
+    text = import_kwapi(path.read_text(), str(path))
+    data = tomllib.loads(text)
+    assert data["drivers"]["bench-2"] == {"type": "serial", "probes": ["lab.bench-2"], "protocol": "wattsup",
+                                          "device": "/dev/ttyUSB1"}
+    assert "baudrate = 115200" in text and "enable_signing = false" in text
+    assert data["bus"] == {"secret_file": "/etc/wattsight/bus.key"} and "head -c 32" in text
+
+
+def test_kwapi_bad_section_names_file_line_and_section():
+    path = KWAPI / "bad-literal.conf"
+    with pytest.raises(ConfigError) as info:
+        import_kwapi(path.read_text(), str(path))
+    err = info.value
+    assert (err.file, err.line) == (str(path), 10) and "[broken] probes" in str(err)
+
+
+@pytest.mark.parametrize("section, line, words", [
+    ("[a]\nprobes = ['lyon.a']\n", 1, "[a] driver"),
+    ("[a]\ndriver = Dummy\n", 1, "[a] probes"),
+    ("[a]\ndriver = Dummy\nprobes = ['lyon.a', 'lyon.b']\nprobes_names = ['lyon.x']\n", 4, "probes_names"),
+    ("[a]\ndriver = Dummy\nprobes = __import__('os').getcwd()\n", 3, "cannot be read"),
+    ("[a]\ndriver = Dummy\nprobes = 'lyon.a'\n", 3, "is not a"),
+    ("[a]\ndriver = Dummy\nprobes = ['no dot here']\n", 3, "<site>.<name>"),
+    ("[a]\ndriver = Dummy\nprobes = ['lyon.a']\nparameters = {'min': 'low'}\n", 4, "not a number"),
+    ("[a]\nthis is not ini\n", 2, "key = value"),
+])
+def test_kwapi_errors(section, line, words):
+    with pytest.raises(ConfigError) as info:
+        import_kwapi(section, "drivers.conf")
+    assert info.value.line == line and words in str(info.value)
+    assert str(info.value).startswith("drivers.conf:")
+
+
+# -- docs -----------------------------------------------------------------------------------------
+def test_every_setting_is_documented():
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for model in (BusConfig, StoreConfig, ApiConfig, ProbeConfig, DriverConfig):
+        for name in model.model_fields:
+            assert f"`{name}`" in doc, f"{model.__name__}.{name} is not in docs/configuration.md"
