@@ -1,7 +1,8 @@
 """The only place with threads and an event loop for drivers: schedule, time out, retry, restart.
 
 Each polled driver gets its own single-thread executor and its own timer on a fixed grid
-(``start + k * period``; late ticks are skipped and counted, never bunched), so a slow,
+aligned on wall-clock multiples of its period (late ticks are skipped and counted, never
+bunched), so a slow,
 hung or dead meter can only delay itself.  The rules:
 
 - a read that raises :class:`~wattsight.errors.DriverError` (meter unreachable, bad
@@ -163,7 +164,11 @@ class Runner:
     async def _poll(self, d: Supervised, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         period = d.config.period
-        start = loop.time()
+        # Ticks fall on wall-clock multiples of the period (as telegraf's round_interval), so
+        # meters with the same period are read at the same instants, and tick k is start + k*period.
+        start = loop.time() + (-d.clock() / 1000.0) % period
+        if await _wait(stop, start - loop.time()):
+            return
         tick = 0
         while not stop.is_set():
             delay = await self._read_once(d, loop)

@@ -1,0 +1,88 @@
+"""Start real ``wattsight`` processes for end-to-end tests, and talk to their API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Wattsight:
+    """A ``python -m wattsight run ...`` child process with its log in a file."""
+
+    def __init__(self, args: list[str], tmp: Path, *, name: str = "ws", listen: str | None = None) -> None:
+        self.tmp, self.name, self.listen = tmp, name, listen
+        self.log = tmp / f"{name}.log"
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp / "run"), "PYTHONUNBUFFERED": "1"}
+        (tmp / "run").mkdir(mode=0o700, exist_ok=True)
+        (tmp / "run").chmod(0o700)
+        cmd = [sys.executable, "-m", "wattsight", "run", *args] + (["--listen", listen] if listen else [])
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env,
+                                     stdin=subprocess.DEVNULL)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    def get(self, path: str, **params) -> dict:
+        r = httpx.get(self.url + path, params=params, timeout=30)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r.json()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+            if self.listen is None:
+                if "running" in self.output():
+                    return
+            else:
+                try:
+                    if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
+
+    def wait_for(self, predicate, timeout: float = 60, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = predicate()
+            if got:
+                return got
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.output()}")
+            time.sleep(0.25)
+        raise AssertionError(f"{what} not met after {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop on signal {sig}:\n{self.output()}")
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
