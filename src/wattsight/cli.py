@@ -166,7 +166,11 @@ def cmd_config(args) -> int:
     elif args.action == "import-kwapi":
         from .kwapi_import import import_kwapi
 
-        text = Path(args.file).read_text()
+        try:
+            text = Path(args.file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}", file=str(args.file),
+                              hint="give the path of Kwapi's drivers.conf (usually /etc/kwapi/drivers.conf)") from None
         sys.stdout.write(import_kwapi(text, str(args.file)))
     return 0
 
@@ -183,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
         "Run every configured part in one process (drivers, bus, store, API), or the parts named by "
         "--role. With no config file (-c or $WATTSIGHT_CONFIG) it runs the embedded default: local "
         "meters, a store in the user's data folder, the API on 127.0.0.1:8080."))
+    r.epilog = ("examples:\n  wattsight run --demo\n  wattsight run -c site.toml\n"
+                "  wattsight run -c site.toml --role drivers        # next to the meters\n"
+                "  wattsight run -c site.toml --role store,api      # on the storage host\n"
+                "  wattsight run --listen 0.0.0.0:8080 --data-dir /var/lib/wattsight")
+    r.formatter_class = argparse.RawDescriptionHelpFormatter
     r.add_argument("-c", "--config", help="the TOML configuration file (default: $WATTSIGHT_CONFIG)")
     r.add_argument("--role", help="comma-separated parts to run: drivers, store, api (default: all)")
     r.add_argument("--demo", action="store_true", help="a clearly labelled simulated rack (dummy driver)")
@@ -200,14 +209,25 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="one JSON object per sample")
     pr.add_argument("--site", default="local", help="site for probe names without one (default: local)")
 
-    sub.add_parser("plugins", help="list the installed drivers and consumers")
+    sub.add_parser("plugins", help="list the installed drivers and consumers",
+                   description="List the drivers and consumers found through entry points.",
+                   epilog="example:\n  wattsight plugins", formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    c = sub.add_parser("config", help="sample, check or import configuration files")
+    c = sub.add_parser("config", help="sample, check or import configuration files",
+                       epilog="examples:\n  wattsight config sample > wattsight.toml\n"
+                              "  wattsight config check wattsight.toml\n"
+                              "  wattsight config import-kwapi /etc/kwapi/drivers.conf > wattsight.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
-    csub.add_parser("sample", help="print a commented sample with every section and key")
-    ck = csub.add_parser("check", help="validate a file: exit 0, or 2 with file:line: key: problem")
+    csub.add_parser("sample", help="print a commented sample with every section and key",
+                    epilog="example:\n  wattsight config sample > wattsight.toml", formatter_class=argparse.RawDescriptionHelpFormatter)
+    ck = csub.add_parser("check", help="validate a file: exit 0, or 2 with file:line: key: problem",
+                         epilog="example:\n  wattsight config check wattsight.toml && echo valid",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ck.add_argument("file")
-    ik = csub.add_parser("import-kwapi", help="convert a Kwapi / kwapi-g5k drivers.conf to TOML")
+    ik = csub.add_parser("import-kwapi", help="convert a Kwapi / kwapi-g5k drivers.conf to TOML",
+                         epilog="example:\n  wattsight config import-kwapi /etc/kwapi/drivers.conf > wattsight.toml",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ik.add_argument("file")
     return p
 

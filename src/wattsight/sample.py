@@ -33,12 +33,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "network_out": ("B", "counter"),
 }
 
-_PROBE_ID = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.:/@+-]+$")
+_PROBE_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.:/@+-]+")
 
 
 def check_probe_id(probe: str) -> str:
     """Return ``probe`` if it is a valid ``<site>.<name>`` id, else raise SampleError."""
-    if not isinstance(probe, str) or not _PROBE_ID.match(probe):
+    if not isinstance(probe, str) or not _PROBE_ID.fullmatch(probe):
         raise SampleError(
             f"probe id {probe!r} is not of the form '<site>.<name>' "
             "(letters, digits, '-', '_' in the site; e.g. 'lyon.taurus-7')"

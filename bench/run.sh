@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every benchmark, one JSON line per figure (bench/README.md says what each measures).
+#   bash bench/run.sh            full figures (about 10 minutes on 2 cores)
+#   bash bench/run.sh --quick    a smoke run with smaller inputs
+set -euo pipefail
+cd "$(dirname "$0")"
+py=../.venv/bin/python
+[ -x "$py" ] || { echo "run 'bash test.sh' (or 'bash run.sh') once first to create .venv" >&2; exit 2; }
+$py -c 'import figures, json; print(json.dumps({"figure": "machine", "value": figures.machine(), "unit": ""}))'
+$py store_engines.py "$@"
+$py e2e.py "$@"
