@@ -92,6 +92,53 @@ def test_wrong_type_says_what_was_expected_in_plain_words():
     assert err.line == 2 and "whole number" in err.expected
 
 
+
+# -- strict values: a quoted number or boolean is an error, not a conversion ---------------------
+@pytest.mark.parametrize("text, line, key, words, expected", [
+    ('[store]\nfsync = "yes"\n', 2, "store.fsync", "'yes' is not a boolean", "a boolean"),
+    ('[store]\nfsync = "true"\n', 2, "store.fsync", "'true' is not a boolean", "a boolean"),
+    ("[store]\nfsync = 1\n", 2, "store.fsync", "1 is not a boolean", "a boolean"),
+    ('[bus]\nsecret = "s"\nlinger = "0.05"\n', 3, "bus.linger", "'0.05' is not a number", "a number of seconds"),
+    ("[bus]\nsecret = \"s\"\nwindow = true\n", 3, "bus.window", "True is not a number", "a number of seconds"),
+    ('[api]\nmax_points = "10"\n', 2, "api.max_points", "'10' is not a whole number", "a whole number"),
+    ("[api]\nmax_points = 10.0\n", 2, "api.max_points", "10.0 is not a whole number", "a whole number"),
+    ('[api]\nprice_per_kwh = "0.25"\n', 2, "api.price_per_kwh", "'0.25' is not a number", "a number"),
+])
+def test_a_quoted_number_or_boolean_is_an_error(text, line, key, words, expected):
+    err = error_of(text + ("" if "secret" in text else OK_BUS))
+    assert (err.line, err.key) == (line, key) and expected in err.expected
+    assert str(err).startswith(f"/etc/wattsight/wattsight.toml:{line}: {key}: {words} (expected {expected}")
+
+
+def test_a_quoted_value_that_would_be_right_unquoted_says_so():
+    assert error_of(OK_BUS + 'linger = "0.05"\n').hint == "remove the quotes: 0.05"
+    assert error_of('[store]\nfsync = "false"\n' + OK_BUS).hint == "remove the quotes: false"
+    assert error_of('[store]\nfsync = "yes"\n' + OK_BUS).hint == "write true or false, without quotes"
+    assert error_of("[store]\nfsync = 1\n" + OK_BUS).hint == "write true or false"
+    assert error_of(OK_BUS + 'linger = "soon"\n').hint is None
+
+
+def test_strictness_keeps_ints_for_floats_and_strings_for_paths(tmp_path):
+    cfg = loads(OK_BUS + "window = 10\nlinger = 0\n[api]\nmax_gap = 7\nprice_per_kwh = 1\n"
+                f'[store]\npath = "{tmp_path}"\nflush_interval = 30\n')
+    assert (cfg.bus.window, cfg.bus.linger, cfg.api.max_gap, cfg.api.price_per_kwh) == (10.0, 0.0, 7.0, 1.0)
+    assert isinstance(cfg.bus.window, float) and cfg.store.flush_interval == 30.0
+    assert cfg.store.path == tmp_path and StoreConfig(path=str(tmp_path)).path == tmp_path
+    with pytest.raises(Exception):
+        BusConfig(linger="0.05")
+
+
+@needs_dummy
+@pytest.mark.skipif(not DriverConfig.model_config.get("strict"),
+                    reason="drivers/base.py: DriverConfig is not strict yet")
+def test_driver_sections_are_strict_too():
+    head = OK_BUS + '[drivers.rack]\ntype = "dummy"\ncount = 2\n'
+    err = error_of(head + 'period = "0.5"\n')
+    assert (err.line, err.key) == (6, "drivers.rack.period") and "'0.5' is not a number" in str(err)
+    err = error_of(head + 'enabled = "no"\n')
+    assert (err.line, err.key) == (6, "drivers.rack.enabled") and "a boolean" in err.expected
+    assert loads(head + "period = 2\nmin = 90\n").drivers["rack"].period == 2.0
+
 def test_out_of_range_value():
     err = error_of(OK_BUS + "window = -1\n")
     assert err.key == "bus.window" and "more than 0" in err.expected

@@ -108,7 +108,7 @@ def cmd_probe(args, extra: list[str]) -> int:
     cls = plugins.load(args.driver)
     opts = _driver_options(cls, extra)
     try:
-        cfg = cls.Config(type=args.driver, **opts)
+        cfg = cls.Config.model_validate({**opts, "type": args.driver}, strict=False)
     except Exception as exc:  # pydantic ValidationError: show it as a config error
         raise ConfigError(f"bad options for driver {args.driver}: {exc}") from None
     driver = cls(cfg, site=args.site)

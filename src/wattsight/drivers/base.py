@@ -13,17 +13,28 @@ section that ``wattsight config sample`` prints and a test loads.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import ClassVar
+from pathlib import Path
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from ..sample import Batch, Probe, now_ms
 
 
-class DriverConfig(BaseModel):
-    """Settings every driver section has; a driver's own Config derives from this."""
+#: A file path in a driver's config: a TOML string is accepted (the config is otherwise strict,
+#: so that a quoted number such as ``period = "1"`` is an error rather than a guess).
+FilePath = Annotated[Path, Strict(False)]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class DriverConfig(BaseModel):
+    """Settings every driver section has; a driver's own Config derives from this.
+
+    Strict: TOML has real numbers and booleans, so a quoted one is refused.  Use
+    :data:`FilePath` for paths.  ``wattsight probe`` validates with ``strict=False`` as its
+    options arrive as strings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     type: str = Field(description="the driver's name, as listed by `wattsight plugins`")
     period: float = Field(1.0, ge=0.02, le=86400, description="seconds between reads (0.02 = 50 Hz)")

@@ -27,7 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ..errors import MeterPermissionError, MeterReplyError, MeterUnreachable, SampleError
 from ..sample import KINDS, METRICS, PROVENANCES, Batch, Probe, Series, check_probe_id, now_ms
-from .base import Driver, DriverConfig
+from .base import Driver, DriverConfig, FilePath
 
 COLUMNS = ("probe", "metric", "measured_at", "value", "unit", "kind", "provenance")
 REQUIRED = COLUMNS[:5]
@@ -37,7 +37,7 @@ class ReplayConfig(DriverConfig):
     """Settings of ``[drivers.<name>]`` with ``type = "replay"``."""
 
     type: Literal["replay"] = "replay"
-    path: Path = Field(description="the trace: a .csv (or .csv.gz) or .parquet file; "
+    path: FilePath = Field(description="the trace: a .csv (or .csv.gz) or .parquet file; "
                                    "relative to the configuration file's folder")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="auto: from the file's suffix")
     speed: float = Field(1.0, gt=0, le=1e6, description="1: real time; 10: ten times faster")
