@@ -87,6 +87,25 @@ def _prepare_ipc(endpoint: str) -> None:
                        "(is another wattsight running? stop it or choose another bus.endpoint)")
 
 
+def _attach(sock: zmq.Socket, endpoints: str | Iterable[str], bind: bool) -> None:
+    """Bind or connect ``sock`` to every endpoint; on failure close it and raise BusError."""
+    for ep in [endpoints] if isinstance(endpoints, str) else list(endpoints):
+        try:
+            check_endpoint(ep)
+            if bind:
+                _prepare_ipc(ep)
+                sock.bind(ep)
+            else:
+                sock.connect(ep)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise BusError(f"cannot {'bind' if bind else 'connect'} {ep}: {exc}"
+                           + (" (is another wattsight already publishing there?)" if bind else "")) from exc
+        except BusError:
+            sock.close(0)
+            raise
+
+
 class Publisher:
     """Sends batches, split by site and metric, signed and numbered.  Not thread-safe."""
 
@@ -106,21 +125,7 @@ class Publisher:
         # Block instead of dropping when a subscriber is slow: loss must never be silent.
         self.sock.setsockopt(zmq.XPUB_NODROP, 1)
         self.sock.setsockopt(zmq.LINGER, 2000)
-        for ep in [endpoints] if isinstance(endpoints, str) else list(endpoints):
-            try:
-                check_endpoint(ep)
-                if bind:
-                    _prepare_ipc(ep)
-                    self.sock.bind(ep)
-                else:
-                    self.sock.connect(ep)
-            except zmq.ZMQError as exc:
-                self.sock.close(0)
-                raise BusError(f"cannot {'bind' if bind else 'connect'} {ep}: {exc} "
-                               "(is another wattsight already publishing there?)") from exc
-            except BusError:
-                self.sock.close(0)
-                raise
+        _attach(self.sock, endpoints, bind)
 
     def listening(self) -> bool:
         """Whether any subscriber is connected (messages sent with none are lost by ZeroMQ)."""
@@ -227,17 +232,7 @@ class Subscriber:
         sites = list(sites)
         for prefix in ([f"{s}|".encode() for s in sites] or [b""]):
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix)
-        for ep in [endpoints] if isinstance(endpoints, str) else list(endpoints):
-            check_endpoint(ep)
-            try:
-                if bind:
-                    _prepare_ipc(ep)
-                    self.sock.bind(ep)
-                else:
-                    self.sock.connect(ep)
-            except zmq.ZMQError as exc:
-                self.sock.close(0)
-                raise BusError(f"cannot {'bind' if bind else 'connect'} {ep}: {exc}") from exc
+        _attach(self.sock, endpoints, bind)
 
     def recv(self, timeout_ms: int | None = None) -> tuple[Batch, bytes] | None:
         """The next good batch and its payload bytes, or None when ``timeout_ms`` passes."""
