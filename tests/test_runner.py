@@ -98,3 +98,27 @@ def test_reads_stay_on_the_grid_without_drift():
     phase = (t - t[0]) - k * period
     assert np.median(np.abs(phase[len(phase) // 2:])) < period / 2
     assert len(np.unique(k)) == len(k)  # never two reads for one tick
+
+
+class Pushing(Driver):
+    """A meter that pushes: yields two batches, then its connection breaks."""
+
+    push = True
+    streams = 0
+
+    async def stream(self):
+        Pushing.streams += 1
+        for i in range(2):
+            yield Batch.of_series(Series("t.push", "power", "W"), [self.clock()], [float(i)])
+            await asyncio.sleep(0.01)
+        raise ConnectionResetError("serial port vanished")
+
+
+def test_a_push_driver_is_restarted_with_backoff_when_its_stream_breaks():
+    Pushing.streams = 0
+    runner, got, _ = run_for({"push": (Pushing, DriverConfig(type="push", period=0.05))}, 1.5)
+    state = runner.state()[0]
+    assert Pushing.streams >= 3 and state["restarts"] >= 2
+    assert sum(len(b) for b in got) == 2 * Pushing.streams == state["samples"]
+    assert "serial port vanished" in state["last_error"]
+    assert Pushing.streams < 1.5 / 0.05 / 2  # backed off, not reconnecting in a tight loop

@@ -105,14 +105,15 @@ class Supervised:
         s.next_retry = self.clock() + int(delay * 1000)
         return delay
 
-    def succeeded(self, batch: Batch) -> None:
+    def succeeded(self, batch: Batch, *, healthy: bool = True) -> None:
+        """Count a good read; ``healthy`` ends a run of failures (and so the back-off)."""
         s = self.state
         s.status, s.last_success, s.next_retry = "ok", self.clock(), None
         s.reads += 1
         s.samples += len(batch)
-        if s.failures_in_row:
+        if healthy and s.failures_in_row:
             log.info("driver %s: reading again after %d failures", self.name, s.failures_in_row)
-        s.failures_in_row = 0
+            s.failures_in_row = 0
 
 
 def _close_quietly(inst, name: str) -> None:
@@ -205,10 +206,14 @@ class Runner:
         return 0.0
 
     async def _stream(self, d: Supervised, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
+                since = loop.time()
                 async for batch in d.make().stream():
-                    d.succeeded(batch)
+                    # A stream that breaks soon after each reconnect keeps backing off: it counts
+                    # as healthy only once it has lasted as long as the longest back-off.
+                    d.succeeded(batch, healthy=loop.time() - since >= d.max_backoff)
                     if len(batch):
                         self.sink(batch)
                     if stop.is_set():
