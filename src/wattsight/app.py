@@ -44,11 +44,20 @@ class Outbox:
         self.pub, self.linger, self.batch_max, self.backlog_max = publisher, linger, batch_max, backlog
         self.q: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self.held: list[Batch] = []
-        self.held_samples = self.dropped = self.published = 0
+        self.held_samples = self.dropped = self.published = self.queued = 0
+        self._count = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="bus-outbox", daemon=True)
         self.thread.start()
 
     def put(self, batch: Batch) -> None:
+        """Queue ``batch`` for the bus; past ``backlog`` queued samples it is dropped and counted."""
+        with self._count:
+            if self.queued + len(batch) > self.backlog_max:
+                self.dropped += len(batch)
+                log.error("bus: %d samples wait for the bus already (is a consumer stuck?); dropped %d "
+                          "(%d in all)", self.queued, len(batch), self.dropped)
+                return
+            self.queued += len(batch)
         self.q.put(batch)
 
     def _run(self) -> None:
@@ -67,6 +76,8 @@ class Outbox:
                 except queue.Empty:
                     break
             done = item is None
+            with self._count:
+                self.queued -= n
             self._send(parts, final=done)
         self.pub.close()
 
@@ -96,7 +107,7 @@ class Outbox:
         self.thread.join(timeout)
 
     def stats(self) -> dict:
-        return {"published_samples": self.published, "backlog_samples": self.held_samples,
+        return {"published_samples": self.published, "backlog_samples": self.held_samples + self.queued,
                 "dropped_samples": self.dropped, "batches_sent": self.pub.sent_batches}
 
 
@@ -106,7 +117,7 @@ class Inbox:
     def __init__(self, subscriber: Subscriber, consumers: list) -> None:
         self.sub, self.consumers = subscriber, consumers
         self.acked_samples = self.acked_batches = 0
-        self.failures = 0
+        self.failures = self.failed_samples = 0
         self.last_message = time.monotonic()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="bus-inbox", daemon=True)
@@ -119,14 +130,18 @@ class Inbox:
                 continue
             self.last_message = time.monotonic()
             batch, raw = got
+            ok = True
             for c in self.consumers:
                 try:
                     c.handle(batch, raw)
                 except Exception:  # consumer boundary: one bad consumer must not stop the bus
+                    ok = False
                     self.failures += 1
+                    self.failed_samples += len(batch)
                     log.exception("consumer %s failed on a batch of %d samples", type(c).__name__, len(batch))
-            self.acked_batches += 1
-            self.acked_samples += len(batch)
+            if ok:  # acknowledged: every consumer has it (the store: in its write-ahead log)
+                self.acked_batches += 1
+                self.acked_samples += len(batch)
         self.sub.close()
 
     def close(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
@@ -139,7 +154,8 @@ class Inbox:
 
     def stats(self) -> dict:
         return {**self.sub.stats(), "acked_samples": self.acked_samples,
-                "acked_batches": self.acked_batches, "consumer_failures": self.failures}
+                "acked_batches": self.acked_batches, "consumer_failures": self.failures,
+                "failed_samples": self.failed_samples}
 
 
 def build_topology(probes: list[Probe], overrides: dict) -> Topology:

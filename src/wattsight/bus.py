@@ -253,7 +253,10 @@ class Subscriber:
         if len(frames) != 4:
             raise MessageRefused("malformed", f"{len(frames)} frames instead of 4")
         topic, header, payload, mac = frames
-        if self.metrics and topic.split(b"|")[1].decode(errors="replace") not in self.metrics:
+        parts = topic.split(b"|")
+        if len(parts) != 3 or parts[2]:
+            raise MessageRefused("malformed", f"topic {topic[:60]!r} is not 'site|metric|'")
+        if self.metrics and parts[1].decode(errors="replace") not in self.metrics:
             return None  # not ours: skipped before any work
         if not hmac.compare_digest(mac, sign(self.key, topic, header, payload)):
             raise MessageRefused("bad-signature", "the HMAC does not match (wrong bus secret, or tampered)")

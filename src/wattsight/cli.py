@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, WattsightError
+from .errors import ConfigError, PluginError, WattsightError
 
 EPILOG_MAIN = """\
 examples:
@@ -85,32 +85,54 @@ def _driver_options(cls, extra: list[str]) -> dict:
     for arg in it:
         if not arg.startswith("--"):
             raise ConfigError(f"unexpected argument {arg!r}", hint="driver options look like --key value")
-        key, _, value = arg[2:].partition("=")
+        key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in fields:
             known = ", ".join(f"--{k.replace('_', '-')}" for k in fields if k != "type")
-            raise ConfigError(f"unknown option --{key} for driver {cls.__name__}", expected=known)
-        if not value:
+            raise ConfigError(f"unknown option --{key.replace('_', '-')} for driver {cls.__name__}",
+                              expected=known)
+        if not eq:
             value = next(it, None)
             if value is None:
                 raise ConfigError(f"--{key} needs a value")
-        ann = str(fields[key].annotation)
-        opts[key] = value.split(",") if ann.startswith(("list", "tuple", "typing.List")) else value
+        opts[key] = _option_value(value, fields[key].annotation)
     return opts
+
+
+def _option_value(text: str, annotation):
+    """A command-line value as TOML would read it (8, 0.5, true, [1, 2]); else a string,
+    or a list of strings split on commas for list options."""
+    import tomllib
+    import typing
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    origins = {typing.get_origin(a) for a in (annotation, *typing.get_args(annotation))}
+    return text.split(",") if origins & {list, tuple} else text
 
 
 def cmd_probe(args, extra: list[str]) -> int:
     import time
 
-    from . import plugins
-    from .runner import Runner  # noqa: F401  (the same contract the runner uses)
+    from pydantic import ValidationError
 
-    cls = plugins.load(args.driver)
+    from . import plugins
+
+    try:
+        cls = plugins.load(args.driver)
+    except PluginError as exc:
+        raise ConfigError(str(exc), key="driver") from None
     opts = _driver_options(cls, extra)
     try:
         cfg = cls.Config.model_validate({**opts, "type": args.driver}, strict=False)
-    except Exception as exc:  # pydantic ValidationError: show it as a config error
-        raise ConfigError(f"bad options for driver {args.driver}: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
+        raise ConfigError(f"bad options for driver {args.driver}: {problems}",
+                          hint=f"`wattsight probe {args.driver} --help` and docs/drivers/{args.driver}.md "
+                               "list them") from None
     driver = cls(cfg, site=args.site)
     try:
         while True:
@@ -176,7 +198,7 @@ def cmd_config(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wattsight", description="Where the watts go: read power, energy and "
+    p = argparse.ArgumentParser(prog="wattsight", allow_abbrev=False, description="Where the watts go: read power, energy and "
                                 "network meters, store every sample, serve them.",
                                 epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"wattsight {__version__}")
@@ -198,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--listen", help="HOST:PORT for the API (overrides [api] listen)")
     r.add_argument("--data-dir", help="folder for the embedded default's store and bus key")
 
-    pr = sub.add_parser("probe", help="read one driver and print its samples", description=(
+    pr = sub.add_parser("probe", allow_abbrev=False, help="read one driver and print its samples", description=(
         "Read a meter with one driver, without the rest of wattsight, and print what it reads. "
         "Driver options are the keys of its config section, as --key value (lists comma-separated). "
         "Exit code 1 if the meter cannot be read."),
@@ -248,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wattsight: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `wattsight plugins | head`
+        sys.stderr.close()
+        return 0
     except WattsightError as exc:
         print(f"wattsight: error: {exc}", file=sys.stderr)
         return 1

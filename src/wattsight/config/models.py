@@ -82,7 +82,7 @@ class BusConfig(_Section):
         default_factory=lambda: f"ipc://{runtime_dir()}/wattsight-bus",
         description="the endpoint drivers bind and consumers connect to: " + ENDPOINT_FORMS,
     )
-    connect: list[str] = Field([], description="extra endpoints consumers also connect to (other sites)")
+    connect: list[str] = Field([], description="where consumers connect (driver hosts, forwarders); default: [endpoint]")
     secret: str | None = Field(None, description="the HMAC key shared by every part (prefer secret_file)")
     secret_file: LaxPath | None = Field(None, description="a file holding the HMAC key (mode 0600)")
     window: float = Field(300.0, gt=0, description="seconds; messages sent further from now are refused")

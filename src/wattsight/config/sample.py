@@ -18,7 +18,8 @@ site = "local"
 # "tcp://<host>:<port>" between hosts, "inproc://<name>" inside one process.
 # Default: ipc://<runtime dir>/wattsight-bus
 endpoint = "tcp://127.0.0.1:5555"
-# Extra endpoints consumers also connect to (other sites, forwarders). Default: [].
+# Where consumers (store, API) connect, e.g. ["tcp://drivers-host:5570"] when drivers bind
+# tcp://0.0.0.0:5570 on another host; several for several driver hosts. Default: [endpoint].
 connect = []
 # The key that signs every message, shared by every part. Prefer a file readable by wattsight only:
 #   head -c 32 /dev/urandom | base64 > /etc/wattsight/bus.key && chmod 600 /etc/wattsight/bus.key
