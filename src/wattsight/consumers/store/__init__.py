@@ -1,0 +1,369 @@
+"""The embedded store, wattsight's default: a write-ahead log, a memory tail, Parquet segments.
+
+::
+
+    handle(batch, raw) --> WAL record (write; fsync if asked) --> tail (column arrays in memory)
+                                                                    |  every flush_interval s,
+                                                                    v  flush() or close()
+    read(keys, start, end) <-- merge: segments + tail  <--  segment <lo>-<hi>.parquet (sorted,
+                                                            scaled ints, zstd); WAL lo..hi deleted
+                                                            small segments are merged 8 by 8
+
+Layout of ``config.path``::
+
+    LOCK                        held while a process has the store open
+    wal/000000000042.wal        write-ahead log files (see wal.py)
+    segments/<lo>-<hi>.parquet  immutable segments covering WAL files lo..hi (see segment.py)
+
+``handle()`` returns once the batch is in the log, so it survives ``kill -9`` (and power loss
+with ``fsync = true``).  A new Store on the same path deletes half-written segment files,
+opens the segments and replays the log, skipping (and reporting, counting) a torn last record
+or a corrupt one.  docs/consumers/store.md tells the whole story and the measured figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ...codec import encode_batch
+from ...config import StoreConfig
+from ...errors import StoreError
+from ...sample import Batch, now_ms
+from .segment import Segment, fsync_dir, write_segment
+from .tail import Registry, SeriesInfo, Tail, batch_columns, select
+from .wal import Problem, Wal, replay, wal_files
+
+__all__ = ["Store", "SeriesInfo"]
+
+log = logging.getLogger("wattsight.store")
+
+Key = tuple[str, str]
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
+class Store:
+    """The embedded store: ``handle()`` batches durably, ``read()`` and ``series()`` them back."""
+
+    #: Segments are merged ``MERGE_FANOUT`` at a time, up to ``MERGE_MAX_ROWS`` rows (~1 GB of RAM).
+    MERGE_FANOUT = 8
+    MERGE_MAX_ROWS = 16_000_000
+    ROW_GROUP_SIZE = 1 << 20
+
+    def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms) -> None:
+        self.config = config
+        self.path = Path(config.path)
+        self.clock = clock
+        self._lock = threading.Lock()  # the tail, registry, WAL and segment list
+        self._maintenance = threading.Lock()  # one flush or merge at a time
+        self._registry = Registry()
+        self._tail = Tail()
+        self._frozen: list[Tail] = []  # tails being written as segments, still read from memory
+        self._segments: list[Segment] = []  # by WAL range; replaced, never changed in place
+        self._problems: list[Problem] = []
+        self._n = dict(batches_total=0, flushes=0, merges=0, flush_errors=0, replayed_batches=0,
+                       replayed_samples=0, wal_torn=0, wal_corrupt=0, temp_files_removed=0)
+        self._last_flush_ms: int | None = None
+        self._closed = False
+        self._lockfile = _lock(self.path)
+        try:
+            self._wal = self._recover()
+        except BaseException:
+            os.close(self._lockfile)
+            raise
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-flush", daemon=True)
+        self._thread.start()
+
+    # -- writing -------------------------------------------------------------------------
+    def handle(self, batch: Batch, raw: bytes | None = None) -> None:
+        """Store ``batch``; returns once it is in the write-ahead log (survives kill -9).
+
+        ``raw``, when given, must be ``codec.encode_batch(batch)`` (the bus message): the log
+        keeps it as is.
+        """
+        if not len(batch):
+            return
+        payload = raw if raw is not None else encode_batch(batch)
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: the store is closed; a batch of {len(batch)} samples "
+                                 "was not stored (open a new Store)")
+            columns = batch_columns(batch, self._registry.id_map(batch.series))  # checks it first
+            self._wal.append(payload)
+            self._append(*columns)
+
+    def _append(self, sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
+        self._tail.append(sid, t, v)
+        self._registry.update(sid, t, v)
+        self._n["batches_total"] += 1
+
+    def flush(self) -> None:
+        """Write the tail as a segment and delete the log files it covers (no-op if empty)."""
+        with self._maintenance:
+            with self._lock:
+                if not self._tail.rows:
+                    return
+                lo, hi = self._wal_lo, self._wal.rotate()  # first: if it fails, nothing changed
+                self._wal_lo = hi + 1
+                frozen, self._tail = self._tail, Tail()
+                self._frozen = [*self._frozen, frozen]  # reads still find its rows meanwhile
+                series = list(self._registry.series)
+            try:
+                seg = write_segment(self._segdir, lo, hi, series, *frozen.columns(),
+                                    row_group_size=self.ROW_GROUP_SIZE)
+            except BaseException:
+                self._thaw(frozen, lo)
+                raise
+            with self._lock:
+                self._segments = [*self._segments, seg]
+                self._frozen = [f for f in self._frozen if f is not frozen]
+                self._n["flushes"] += 1
+                self._last_flush_ms = self.clock()
+            self._wal.delete_upto(hi)
+
+    def _thaw(self, frozen: Tail, lo: int) -> None:
+        """Put a tail whose segment could not be written back in front of the tail (and retry later)."""
+        with self._lock:
+            self._tail.chunks[:0] = frozen.chunks
+            self._tail.rows += frozen.rows
+            self._frozen = [f for f in self._frozen if f is not frozen]
+            self._wal_lo = lo  # the log files lo.. are still there
+            self._n["flush_errors"] += 1
+
+    def compact(self) -> int:
+        """Merge runs of small segments (``MERGE_FANOUT`` at a time); returns how many merges ran."""
+        merges = 0
+        while True:
+            with self._maintenance:
+                run = _pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
+                if not run:
+                    return merges
+                merged = self._merge(run)
+                with self._lock:
+                    at = self._segments.index(run[0])
+                    rest = [s for s in self._segments if s not in run]
+                    self._segments = rest[:at] + [merged] + rest[at:]
+                    self._n["merges"] += 1
+                for s in run:  # readers holding the old list still read them: their maps stay open
+                    s.path.unlink(missing_ok=True)
+                fsync_dir(self._segdir)
+            merges += 1
+
+    def _merge(self, run: list[Segment]) -> Segment:
+        ids: dict = {}
+        sids, ts, vs = [], [], []
+        for seg in run:
+            local = np.asarray([ids.setdefault(s, len(ids)) for s in seg.series], np.int64)
+            sid, t, v = seg.read_all()
+            sids.append(local[sid])
+            ts.append(t)
+            vs.append(v)
+        return write_segment(self._segdir, run[0].lo, run[-1].hi, list(ids), np.concatenate(sids),
+                             np.concatenate(ts), np.concatenate(vs), row_group_size=self.ROW_GROUP_SIZE)
+
+    def close(self) -> None:
+        """Flush the tail to a segment, stop the flush thread and release the store."""
+        if self._closed:
+            return
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.flush()
+        finally:  # if the flush failed, the samples are still in the log for the next start
+            with self._lock:
+                self._closed = True
+                self._wal.close()
+                if self._wal.path.stat().st_size == 0:
+                    self._wal.path.unlink()
+            os.close(self._lockfile)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        """The flush thread: every ``flush_interval`` s, a segment, then merges."""
+        while not self._stop.wait(self.config.flush_interval):
+            try:
+                self.flush()
+                self.compact()
+            except StoreError as exc:  # the samples stay in the log and memory; retried next time
+                log.error("%s (retrying in %g s)", exc, self.config.flush_interval)
+            except Exception:  # this thread's boundary: a bug must not stop every later flush
+                self._n["flush_errors"] += 1
+                log.exception("%s: flush or merge failed; the samples stay in the log and memory, "
+                              "retrying in %g s", self.path, self.config.flush_interval)
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, keys: list[Key], start_ms: int, end_ms: int) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+        """Per (probe, metric): times (int64 ms, ascending, unique) and values in [start, end]."""
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        with self._lock:  # copy references only; the work happens outside
+            segments, chunks = self._segments, [c for f in self._frozen for c in f.chunks]
+            chunks += self._tail.chunks
+            code = np.full(len(self._registry), -1, np.int64)  # store id -> index in keys
+            for j, key in enumerate(keys):
+                code[self._registry.by_key.get(key, [])] = j
+        parts: dict[Key, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in keys}
+        for seg in segments:  # oldest first, then the tail: later rows win duplicates
+            if seg.overlaps(start_ms, end_ms):
+                wanted = [i for k in keys for i in seg.keys.get(k, ())]
+                for i, t, v in seg.read(wanted, start_ms, end_ms):
+                    parts[seg.series[i].key].append((t, v))
+        sid, t, v = select(chunks, code >= 0, start_ms, end_ms)
+        if len(sid):
+            rows = code[sid]
+            order = np.argsort(rows, kind="stable")  # grouped by key, write order kept
+            bounds = np.searchsorted(rows[order], np.arange(len(keys) + 1))
+            for j, key in enumerate(keys):
+                if bounds[j + 1] > bounds[j]:
+                    pick = order[bounds[j]:bounds[j + 1]]
+                    parts[key].append((t[pick], v[pick]))
+        return {k: _merge_parts(p) for k, p in parts.items()}
+
+    def series(self) -> list[SeriesInfo]:
+        """Every series stored, with its count, first/last time and latest value (from memory)."""
+        with self._lock:
+            return self._registry.infos()
+
+    def stats(self) -> dict:
+        """Counters and sizes (samples_total, batches_total, segments, bytes_on_disk, wal_bytes, ...)."""
+        with self._lock:
+            segments = self._segments
+            tail_rows = self._tail.rows + sum(f.rows for f in self._frozen)
+            out = dict(self._n, series=len(self._registry), tail_samples=tail_rows,
+                       samples_total=int(self._registry.count.sum()), last_flush_ms=self._last_flush_ms)
+        seg_bytes = sum(s.size for s in segments)
+        seg_rows = sum(s.rows for s in segments)
+        wal_bytes = sum(_size(p) for _, p in wal_files(self._waldir))
+        out.update(segments=len(segments), segment_rows=seg_rows, segment_bytes=seg_bytes,
+                   wal_bytes=wal_bytes, bytes_on_disk=seg_bytes + wal_bytes,
+                   bytes_per_sample=seg_bytes / seg_rows if seg_rows else None,
+                   problems=[str(p) for p in self._problems], path=str(self.path))
+        return out
+
+    # -- start ---------------------------------------------------------------------------
+    @property
+    def _segdir(self) -> Path:
+        return self.path / "segments"
+
+    @property
+    def _waldir(self) -> Path:
+        return self.path / "wal"
+
+    def _recover(self) -> Wal:
+        """Open the segments, replay the log, and start a new log file."""
+        self._segdir.mkdir(parents=True, exist_ok=True)
+        self._waldir.mkdir(parents=True, exist_ok=True)
+        for tmp in self._segdir.glob(".tmp-*"):  # a flush or merge killed half-way
+            tmp.unlink()
+            self._n["temp_files_removed"] += 1
+        segments = _drop_covered([Segment.open(p) for p in sorted(self._segdir.glob("*.parquet"))])
+        for seg in segments:
+            self._registry.fold(self._registry.id_map(seg.series), seg.count, seg.first_t, seg.last_t,
+                                seg.last_v)
+        self._segments = segments
+        covered = max((s.hi for s in segments), default=0)
+        files = wal_files(self._waldir)
+        for number, path in files:
+            if number <= covered:  # already in a segment: the flush was killed before deleting it
+                path.unlink()
+                continue
+            self._replay(path)
+        last = max([covered] + [n for n, _ in files])
+        self._wal_lo = covered + 1
+        return Wal(self._waldir, last + 1, fsync=self.config.fsync)
+
+    def _replay(self, path: Path) -> None:
+        for item in replay(path):
+            if isinstance(item, Problem):
+                log.warning("%s", item)
+                self._problems.append(item)
+                self._n["wal_torn" if item.kind == "torn" else "wal_corrupt"] += 1
+            else:
+                self._append(*batch_columns(item, self._registry.id_map(item.series)))
+                self._n["replayed_batches"] += 1
+                self._n["replayed_samples"] += len(item)
+
+
+def _merge_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One series from parts in write order: sorted by t, the last written of equal times kept."""
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1 and (len(parts[0][0]) < 2 or bool(np.all(np.diff(parts[0][0]) > 0))):
+        return parts[0]
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    last = np.empty(len(t), bool)
+    last[-1] = True
+    np.not_equal(t[1:], t[:-1], out=last[:-1])
+    return t[last], v[last]
+
+
+def _pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segment]:
+    """The oldest consecutive run holding ``fanout`` segments of one level, within ``max_rows``.
+
+    A segment's level is log_fanout of the flushes (log files) it covers, so levels do not
+    depend on the ingest rate: 8 flushes make a level-1 segment, 64 a level-2 one.  Smaller
+    segments inside a run are merged along; larger ones end it.  Each sample is rewritten
+    about log_fanout(flushes per largest segment) times.
+    """
+    level = [int(math.log(s.hi - s.lo + 1, fanout) + 1e-9) for s in segments]
+    for k in sorted(set(level)):
+        run: list[int] = []
+        for i, lv in enumerate(level):
+            if lv > k:
+                run = []
+                continue
+            run.append(i)
+            while sum(segments[j].rows for j in run) > max_rows:
+                run.pop(0)
+            if sum(level[j] == k for j in run) >= fanout:
+                return [segments[j] for j in run]
+    return []
+
+
+def _drop_covered(segments: list[Segment]) -> list[Segment]:
+    """Segments by WAL range, deleting those inside another's range (a merge killed before cleanup)."""
+    keep = []
+    for seg in segments:
+        if any(o is not seg and o.lo <= seg.lo and seg.hi <= o.hi for o in segments):
+            seg.path.unlink()
+        else:
+            keep.append(seg)
+    return sorted(keep, key=lambda s: s.hi)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # deleted by a flush since listed
+        return 0
+
+
+def _lock(path: Path) -> int:
+    """Hold ``path/LOCK`` so that a second process cannot open the same store."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one process per store is then up to the user
+        return fd
+    try:  # POSIX record locks belong to the process: reopening in-process (a crash test) works
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(f"{path}: the store is open in another process ({exc.strerror}). Stop it, "
+                         "or give this one another [store] path") from exc
+    return fd
