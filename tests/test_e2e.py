@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from procs import Wattsight, free_port
-from wattsight.config import DEMO_RACK
+from wattsight.config import DEMO_RACK, StoreConfig
+from wattsight.consumers.store import Store
 from wattsight.drivers.dummy import DummyConfig, DummyDriver
 
 pytestmark = pytest.mark.slow
@@ -71,6 +72,10 @@ def test_demo_energy_is_analytic_and_metrics_pass_promtool(tmp_path):
         code = ws.stop()
     assert code == 0, ws.output()
     assert "Traceback" not in ws.output()
+    # SIGTERM flushed the store: everything is in segments, nothing left to replay from the WAL
+    with Store(StoreConfig(path=tmp_path / "data" / "store")) as store:
+        stats = store.stats()
+    assert stats["segments"] >= 1 and stats["replayed_batches"] == 0, stats
 
 
 def httpx_text(url: str) -> str:

@@ -1,0 +1,26 @@
+"""The benchmarks run, and the end-to-end path beats the Kwapi-style baseline by 10x in the same run.
+
+A ratio of two rates measured side by side, never a time: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def test_e2e_beats_the_kwapi_style_baseline_tenfold_with_nothing_lost():
+    out = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--quick", "--only", "e2e,kwapi"],
+                         capture_output=True, text=True, timeout=300, cwd=BENCH)
+    assert out.returncode == 0, out.stderr
+    figures = {f["figure"]: f for f in map(json.loads, filter(None, out.stdout.splitlines()))}
+    e2e = figures["e2e_rate"]
+    assert e2e["lost_batches"] == 0 and e2e["refused"] == {}
+    assert figures["e2e_vs_kwapi"]["value"] >= 10, figures
