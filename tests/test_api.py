@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from test_api_helpers import client, store  # noqa: F401  (fixtures)
 from test_api_helpers import (
     BUS_STATS,
     CONFIG,
@@ -31,18 +32,6 @@ from wattsight.energy import J_PER_KWH
 from wattsight.sample import Batch, Probe, Series
 
 RANGE = f"from={FROM_S}&to={TO_S}"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "store")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(store):
-    return client_for(store)
 
 
 def problem(r, status: int) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -97,3 +98,17 @@ RUNNER_STATE = [
 ]
 BUS_STATS = {"accepted": 120, "samples": 25207, "refused": {"bad-signature": 2, "replayed": 1}, "lost": 3,
              "duplicates": 1, "reordered": 0, "sources": {}}
+
+
+# Fixtures shared by the API test modules (imported there by name).
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(store):
+    return client_for(store)

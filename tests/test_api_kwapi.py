@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_api_helpers import client, store  # noqa: F401  (fixtures)
 from test_api_helpers import CONST_COUNTER_J, RAMP_J, RAPL_J, T_END, client_for, open_store
 
 from wattsight.energy import J_PER_KWH
 from wattsight.sample import Batch, Series
 
 KWAPI_PROBES = ["lyon.const", "lyon.gappy", "lyon.ramp", "lyon.rapl"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "store")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(store):
-    return client_for(store)
 
 
 def test_welcome(client):
