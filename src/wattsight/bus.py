@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import socket
 import struct
 from collections import Counter
@@ -60,9 +61,15 @@ def new_source_id() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{os.urandom(6).hex()}"
 
 
+_ENDPOINT = re.compile(r"(ipc://.+|tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})|inproc://.+)")
+
+
 def check_endpoint(endpoint: str) -> str:
-    if not endpoint.startswith(("ipc://", "tcp://", "inproc://")):
-        raise BusError(f"bus endpoint {endpoint!r}: expected ipc://PATH, tcp://HOST:PORT or inproc://NAME")
+    """``endpoint`` if it is one wattsight accepts (the one rule, used by the config too)."""
+    m = _ENDPOINT.fullmatch(endpoint) if isinstance(endpoint, str) else None
+    if not m or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+        raise BusError(f"bus endpoint {endpoint!r}: expected ipc://PATH, tcp://HOST:PORT (port 1-65535) "
+                       "or inproc://NAME")
     return endpoint
 
 

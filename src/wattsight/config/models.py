@@ -19,11 +19,11 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from ..drivers.base import DriverConfig
-from ..errors import ConfigError
+from .. import bus
+from ..errors import BusError, ConfigError
 
 log = logging.getLogger(__package__)  # "wattsight.config", as before the module became a package
 
-_ENDPOINT = re.compile(r"^(ipc://.+|tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}|inproc://.+)$")
 ENDPOINT_FORMS = "'ipc://<path>', 'tcp://<host>:<port>' or 'inproc://<name>'"
 _LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 KEY_HINT = "create one with `head -c 32 /dev/urandom | base64 > /etc/wattsight/bus.key` and set secret_file"
@@ -63,11 +63,12 @@ def _readable_key(path: Path) -> Path:
 
 def check_endpoint(value: str) -> str:
     """``value`` if it is a ZeroMQ endpoint wattsight accepts, else ValueError naming the forms."""
-    if not isinstance(value, str) or not _ENDPOINT.match(value):
-        raise ValueError(f"{value!r} is not an endpoint; accepted forms: {ENDPOINT_FORMS}")
-    if value.startswith("tcp://") and not 0 < int(value.rsplit(":", 1)[1]) < 65536:
-        raise ValueError(f"{value!r}: the port must be between 1 and 65535")
-    return value
+    try:
+        return bus.check_endpoint(value)
+    except BusError:
+        if isinstance(value, str) and value.startswith("tcp://") and value.rsplit(":", 1)[-1].isdigit():
+            raise ValueError(f"{value!r}: the port must be between 1 and 65535") from None
+        raise ValueError(f"{value!r} is not an endpoint; accepted forms: {ENDPOINT_FORMS}") from None
 
 
 class _Section(BaseModel):
