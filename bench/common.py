@@ -91,8 +91,7 @@ def pdu_trace(probes: int, seconds: int, seed: int = 0, *, jitter_ms: int = 0,
 
 def batches(batch: Batch, size: int = 10_000) -> list[Batch]:
     """``batch`` cut into consecutive pieces of ``size`` samples (sharing its series table)."""
-    return [Batch(batch.series, batch.sidx[i:i + size], batch.t[i:i + size], batch.v[i:i + size])
-            for i in range(0, len(batch), size)]
+    return [batch.rows(i, i + size) for i in range(0, len(batch), size)]
 
 
 def emit(figure: str, value: float, unit: str, engine: str, **extra) -> None:

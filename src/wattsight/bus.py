@@ -150,8 +150,7 @@ class Publisher:
         for (site, metric), part in batch.split(lambda s: (s.site, s.metric)).items():
             topic = topic_of(site, metric)
             for lo in range(0, len(part), self.batch_max):
-                chunk = part if len(part) <= self.batch_max else part.select(
-                    _range_mask(len(part), lo, lo + self.batch_max))
+                chunk = part if len(part) <= self.batch_max else part.rows(lo, lo + self.batch_max)
                 self._send(topic, encode_batch(chunk), len(chunk))
                 messages += 1
         return messages
@@ -165,14 +164,6 @@ class Publisher:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _range_mask(n: int, lo: int, hi: int):
-    import numpy as np
-
-    mask = np.zeros(n, bool)
-    mask[lo:hi] = True
-    return mask
 
 
 @dataclass

@@ -195,13 +195,18 @@ class Batch:
         remap[used] = np.arange(len(used), dtype=np.uint32)
         return Batch(tuple(self.series[i] for i in used.tolist()), remap[sidx], self.t[mask], self.v[mask])
 
+    def rows(self, lo: int, hi: int) -> "Batch":
+        """Rows ``lo:hi`` (views, no copy), sharing this batch's series table."""
+        return Batch(self.series, self.sidx[lo:hi], self.t[lo:hi], self.v[lo:hi])
+
     def split(self, key) -> dict:
         """Split by ``key(series)`` (e.g. site and metric, for bus topics)."""
         keys = [key(s) for s in self.series]
         distinct = sorted(set(keys))
         if len(distinct) == 1:
             return {distinct[0]: self}
-        code = np.asarray([distinct.index(k) for k in keys], dtype=np.int64)
+        number = {k: i for i, k in enumerate(distinct)}
+        code = np.asarray([number[k] for k in keys], dtype=np.int64)
         rowcode = code[self.sidx] if len(self.sidx) else np.zeros(0, np.int64)
         return {k: self.select(rowcode == i) for i, k in enumerate(distinct)}
 
