@@ -234,14 +234,21 @@ class Process:
             self.api = _Server(create_app(ctx), cfg.api.listen)
 
     def _config_probes(self) -> list[Probe]:
-        """Probe metadata without running drivers (store/api hosts): ask each driver class."""
+        """Probe metadata without running drivers (store/api hosts): ask each driver class.
+
+        A driver that cannot describe its probes here (its extra is not installed on this
+        host, its meter needs a connection) leaves them to the ``[probes]`` section: said once.
+        """
+        from . import plugins
+
         probes: list[Probe] = []
-        try:
-            for name, (cls, c) in self._drivers().items():
-                with contextlib.suppress(Exception):
-                    probes.extend(cls(c, site=self.cfg.site).probes())
-        except Exception as exc:  # drivers not installed on this host: metadata comes from [probes]
-            log.info("probe metadata from drivers unavailable here: %s", exc)
+        for name, c in self.cfg.drivers.items():
+            try:
+                cls = (self.driver_classes or {}).get(c.type) or plugins.load(c.type)
+                probes.extend(cls(c, site=self.cfg.site).probes())
+            except Exception as exc:  # metadata only: the API still serves what the store holds
+                log.warning("driver %s: no probe metadata on this host (%s); the [probes] section "
+                            "gives aliases and nodes", name, exc)
         return probes
 
     def bus_stats(self) -> dict:
