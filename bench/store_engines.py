@@ -1,6 +1,6 @@
 """Which engine for the embedded store: DuckDB, our Parquet segments, plain float Parquet.
 
-Run:  .venv/bin/python bench/store_engines.py [--probes 100] [--seconds 86400] [--seed 1]
+Run:  .venv/bin/python bench/store_engines.py [--probes 100] [--seconds 86400] [--seed 1] [--quick]
 
 On one realistic 1 Hz PDU trace (bench/common.py: power at 1 W or 0.1 W resolution with load
 phases, noise and gaps; energy registers; byte counters), prints one JSON line per figure::
@@ -144,7 +144,10 @@ def main() -> None:
     ap.add_argument("--jitter-ms", type=int, default=0, help="per-read timestamp jitter (0: on the tick)")
     ap.add_argument("--flush-every", type=int, default=60, help="seconds of data per flush (steady state)")
     ap.add_argument("--only", choices=["duckdb", "segment", "store", "parquet-float"], action="append")
+    ap.add_argument("--quick", action="store_true", help="one hour instead of one day (a smoke run)")
     args = ap.parse_args()
+    if args.quick:
+        args.seconds = min(args.seconds, 3600)
     batch = pdu_trace(args.probes, args.seconds, args.seed, jitter_ms=args.jitter_ms)
     emit("trace_samples", len(batch), "samples", "input", probes=args.probes, seconds=args.seconds,
          series=len(batch.series), jitter_ms=args.jitter_ms)
