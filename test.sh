@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# System packages the tests' peers come from (Debian names).  promtool: package prometheus.
+# System packages the tests' peers come from (Debian names): promtool (prometheus), the IPMI
+# simulator and client (openipmi, ipmitool; libopenipmi-dev builds the simulator's DCMI plugin),
+# pty pairs for the serial meter (socat).
 need=()
-command -v promtool >/dev/null || need+=(prometheus)
+for pkg in prometheus openipmi ipmitool libopenipmi-dev socat; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
+done
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
