@@ -365,3 +365,30 @@ def test_unknown_endpoint_points_to_the_docs(client):
 def test_odd_input_never_gives_500(client, query):
     r = client.get(query)  # TestClient re-raises server errors, so a 500 fails here
     assert r.status_code < 500, r.text
+
+
+# -- wrapping counters ----------------------------------------------------------------------
+
+
+def test_wrapping_counters_count_the_part_before_the_wrap(store):
+    """RAPL energy and SNMP Counter32 wrap: their kind carries the range, and every figure
+    adds the increase before the wrap instead of taking the drop as a reset."""
+    from wattsight.sample import wrapping_counter
+
+    t = T0 + np.arange(0, 3601) * 1000
+    wrap_j = 1000.0  # a small RAPL-like range: 100 W wraps every 10 s
+    joules = (np.arange(len(t)) * 100.0 + 950.0) % wrap_j
+    store.handle(Batch.of_series(Series("lyon.pkg", "energy", "J", wrapping_counter(wrap_j)), t, joules))
+    octets = (np.arange(len(t)) * 3.0e6 + 4.29e9) % 2**32  # 3 MB/s through a Counter32
+    store.handle(Batch.of_series(Series("lyon.port", "network_in", "B", wrapping_counter(2**32)), t, octets))
+    topo = topology()
+    topo.add(Probe("lyon.pkg", period=1.0))
+    topo.add(Probe("lyon.port", period=1.0))
+    c = client_for(store, topo=topo)
+    e = c.get(f"/api/v1/energy?probes=lyon.pkg&{RANGE}").json()["probes"]["lyon.pkg"]
+    assert e["method"] == "counter" and e["joules"] == pytest.approx(100.0 * 3600)
+    assert c.get("/api/v1/probes/lyon.pkg/energy").json()["energy"]["joules"] == pytest.approx(100.0 * 3600)
+    traffic = c.get(f"/api/v1/traffic?probes=lyon.port&{RANGE}").json()["probes"]["lyon.port"]
+    assert traffic["network_in"]["bytes"] == pytest.approx(3.0e6 * 3600)
+    increase = c.get("/api/v1/probes/lyon.port/network_in").json()["increase"]
+    assert increase["amount"] == pytest.approx(3.0e6 * 3600)

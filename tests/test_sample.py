@@ -232,3 +232,19 @@ def test_adding_a_probe_again_replaces_its_metadata():
     topo.add(Probe("lyon.sagittaire-1", nodes=("lyon.sagittaire-1", "lyon.sagittaire-2")))
     assert topo.shared_probes("lyon.sagittaire-2") == ["lyon.sagittaire-1"]
     assert topo.node_probes("lyon.sagittaire-1") == ["lyon.sagittaire-1"]
+
+
+def test_a_wrapping_counter_carries_its_range_in_its_kind():
+    from wattsight.sample import counter_range, is_counter, wrapping_counter
+
+    assert wrapping_counter(2**32) == "counter:4294967296"
+    assert counter_range(wrapping_counter(262143.328850)) == pytest.approx(262143.32885)
+    assert counter_range(wrapping_counter(2**64)) == float(2**64)
+    assert is_counter("counter") and is_counter("counter:10") and not is_counter("gauge")
+    assert counter_range("counter") is None and counter_range("gauge") is None
+    Series("lyon.pkg", "energy", "J", wrapping_counter(1000))
+    for bad in ("counter:", "counter:-1", "counter:abc", "counter32"):
+        with pytest.raises(SampleError, match="wrapping counter"):
+            Series("lyon.pkg", "energy", "J", bad)
+    with pytest.raises(SampleError):
+        wrapping_counter(0)

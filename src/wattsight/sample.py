@@ -22,6 +22,7 @@ import numpy as np
 from .errors import SampleError
 
 KINDS = ("gauge", "counter")
+_WRAPPING = re.compile(r"counter:(\d+(?:\.\d+)?)")
 PROVENANCES = ("measured", "derived", "modelled")
 
 #: The metrics wattsight knows, with their SI unit and kind.  Drivers may publish
@@ -32,6 +33,34 @@ METRICS: dict[str, tuple[str, str]] = {
     "network_in": ("B", "counter"),
     "network_out": ("B", "counter"),
 }
+
+def wrapping_counter(max_range: float) -> str:
+    """The ``kind`` of a counter that wraps round to 0 after ``max_range`` (in the series' unit).
+
+    A plain ``"counter"`` only goes down when it is reset (the Prometheus rule: the increase
+    is the new value).  A counter that *wraps* -- SNMP Counter32 (``2**32`` B), RAPL's
+    ``max_energy_range_uj`` -- declares its range in its kind, ``"counter:<max_range>"``, so
+    that the energy maths adds the part before the wrap (:func:`wattsight.energy.wrap_deltas`).
+    The kind travels and is stored with the series: nothing else has to know the meter.
+    """
+    if not max_range > 0:
+        raise SampleError(f"a wrapping counter needs a positive range, not {max_range!r}")
+    text = repr(float(max_range))
+    if "e" in text or "n" in text:
+        text = f"{float(max_range):.6f}".rstrip("0").rstrip(".")
+    return f"counter:{text.removesuffix('.0')}"
+
+
+def is_counter(kind: str) -> bool:
+    """True for ``"counter"`` and wrapping counters (``"counter:<max_range>"``)."""
+    return kind == "counter" or bool(_WRAPPING.fullmatch(kind))
+
+
+def counter_range(kind: str) -> float | None:
+    """The wrap range of a counter kind, or None (a gauge, or a counter that only resets)."""
+    m = _WRAPPING.fullmatch(kind)
+    return float(m.group(1)) if m else None
+
 
 _PROBE_ID = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.:/@+-]+")
 
@@ -70,8 +99,9 @@ class Series:
 
     def __post_init__(self) -> None:
         check_probe_id(self.probe)
-        if self.kind not in KINDS:
-            raise SampleError(f"series {self.probe}/{self.metric}: kind {self.kind!r} not in {KINDS}")
+        if self.kind not in KINDS and not _WRAPPING.fullmatch(self.kind):
+            raise SampleError(f"series {self.probe}/{self.metric}: kind {self.kind!r} is not one of {KINDS} "
+                              "or a wrapping counter 'counter:<max_range>' (see wrapping_counter)")
         if self.provenance not in PROVENANCES:
             raise SampleError(
                 f"series {self.probe}/{self.metric}: provenance {self.provenance!r} not in {PROVENANCES}"

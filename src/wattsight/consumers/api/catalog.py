@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import QueryError
-from ...sample import Probe, Topology, site_of
+from ...sample import Probe, Topology, counter_range, is_counter, site_of
 from .params import finite, iso, seconds
 
 POWER, ENERGY, NET_IN, NET_OUT = "power", "energy", "network_in", "network_out"
@@ -39,7 +39,12 @@ class ProbeView:
 
     def has_counter(self, metric: str) -> bool:
         info = self.metrics.get(metric)
-        return info is not None and info.series.kind == "counter"
+        return info is not None and is_counter(info.series.kind)
+
+    def counter_range(self, metric: str) -> float | None:
+        """The range after which this probe's ``metric`` counter wraps (None: it only resets)."""
+        info = self.metrics.get(metric)
+        return None if info is None else counter_range(info.series.kind)
 
     @property
     def energy_method(self) -> str | None:

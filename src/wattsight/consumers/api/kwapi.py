@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ... import energy
+from ...sample import counter_range
 from .app import ApiContext, context, totals
 from .catalog import ENERGY, POWER, Catalog, ProbeView, UnknownName, read
 from .models import NOT_FOUND
@@ -77,7 +78,7 @@ def _last_rate(store, pid: str, info) -> float | None:
     for back in (60_000, 3_600_000, info.last_t - info.first_t):
         t, v = read(store, [key], info.last_t - back, info.last_t)[key]
         if len(t) >= 2:
-            _, rate = energy.rates(t[-2:], v[-2:])
+            _, rate = energy.rates(t[-2:], v[-2:], counter_range(info.series.kind))
             return finite(rate[-1])
     return None
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ... import energy, timeseries
 from ...errors import QueryError
+from ...sample import counter_range, is_counter
 from .catalog import ENERGY, NET_IN, NET_OUT, POWER, Catalog, ProbeView, last_value, read
 from .params import finite, iso, parse_duration_ms, seconds
 
@@ -54,8 +55,11 @@ def probe_energies(store, views: list[ProbeView], start_ms: int, end_ms: int,
             out[v.id] = (energy.Energy.zero(end_ms - start_ms), None)
             continue
         t, w = data[keys[v.id]]
-        amount = energy.counter_increase if v.energy_method == "counter" else energy.integrate
-        out[v.id] = (amount(t, w, start_ms, end_ms, gaps[v.id]), v.energy_method)
+        if v.energy_method == "counter":
+            e = energy.counter_increase(t, w, start_ms, end_ms, gaps[v.id], v.counter_range(ENERGY))
+        else:
+            e = energy.integrate(t, w, start_ms, end_ms, gaps[v.id])
+        out[v.id] = (e, v.energy_method)
     return out
 
 
@@ -121,7 +125,7 @@ def traffic_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probe
         for metric in (NET_IN, NET_OUT):
             if (v.id, metric) in data:
                 t, b = data[(v.id, metric)]
-                e = energy.counter_increase(t, b, start_ms, end_ms, gaps[v.id])
+                e = energy.counter_increase(t, b, start_ms, end_ms, gaps[v.id], v.counter_range(metric))
                 entry[metric] = {"bytes": e.joules, "coverage": e.coverage, "covered_s": e.covered_ms / 1000}
     return answer
 
@@ -210,7 +214,7 @@ def metric_report(store, catalog: Catalog, view: ProbeView, metric: str, totals)
         if total is not None:
             answer["energy"] = {**amount_json(total.energy), "method": total.method,
                                 **span_json(total.since_ms, total.until_ms)}
-    elif info.series.kind == "counter":
+    elif is_counter(info.series.kind):
         e = _increase_since_start(store, view, metric, info, totals.max_gap_s)
         answer["increase"] = {"amount": e.joules, "unit": info.series.unit, "coverage": e.coverage,
                               **span_json(info.first_t, info.last_t)}
@@ -220,4 +224,4 @@ def metric_report(store, catalog: Catalog, view: ProbeView, metric: str, totals)
 def _increase_since_start(store, view: ProbeView, metric: str, info, max_gap_s: float) -> energy.Energy:
     gap = energy.gap_limit_ms(view.probe.period, max_gap_s)
     t, v = read(store, [(view.id, metric)], info.first_t, info.last_t)[(view.id, metric)]
-    return energy.counter_increase(t, v, info.first_t, info.last_t, gap)
+    return energy.counter_increase(t, v, info.first_t, info.last_t, gap, counter_range(info.series.kind))

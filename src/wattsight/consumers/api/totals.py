@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from ... import energy
+from ...sample import counter_range
 from .catalog import ENERGY, POWER, ProbeView, read
 
 _CHUNK_SAMPLES = 1_000_000
@@ -69,7 +70,13 @@ class EnergyTotals:
             return Total(run.total, method, run.first_t, run.upto)
 
     def _advance(self, store, key, run: _Running, info, gap: int, method: str) -> None:
-        amount = energy.counter_increase if method == "counter" else energy.integrate
+        if method == "counter":
+            wrap = counter_range(info.series.kind)
+
+            def amount(t, v, a, b, gap):
+                return energy.counter_increase(t, v, a, b, gap, wrap)
+        else:
+            amount = energy.integrate
         span = max(info.last_t - info.first_t, 1)
         chunk = max(_MIN_CHUNK_MS, int(span * _CHUNK_SAMPLES / max(info.count, 1)))
         a = run.upto
