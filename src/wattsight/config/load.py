@@ -144,8 +144,11 @@ def ensure_key(path: Path) -> Path:
     return path
 
 
-def default(demo: bool = False, data_dir: Path | None = None) -> Config:
-    """The embedded configuration used with no file: local store, ipc bus, a key created on first use."""
+def default(demo: bool = False, data_dir: Path | None = None, discovery=None) -> Config:
+    """The embedded configuration used with no file: local store, ipc bus, a key created on first use.
+
+    ``discovery`` (a :class:`wattsight.discover.Discovery`) adds the local meters it found.
+    """
     folder = Path(data_dir) if data_dir is not None else user_data_dir()
     key = ensure_key(folder / "bus.key")
     run = runtime_dir()
@@ -155,4 +158,6 @@ def default(demo: bool = False, data_dir: Path | None = None) -> Config:
                   "store": {"path": str(folder / "store")}}
     if demo:
         data["drivers"] = {"rack": dict(DEMO_RACK)}
+    elif discovery is not None:
+        data["drivers"] = discovery.sections()
     return _build(data, "", "<default>")
