@@ -6,9 +6,9 @@ cd "$(dirname "$0")"
 
 # System packages the tests' peers come from (Debian names): promtool (prometheus), the IPMI
 # simulator and client (openipmi, ipmitool; libopenipmi-dev builds the simulator's DCMI plugin),
-# pty pairs for the serial meter (socat).
+# pty pairs for the serial meter (socat), a broker the MQTT tests can stop (mosquitto).
 need=()
-for pkg in prometheus openipmi ipmitool libopenipmi-dev socat; do
+for pkg in prometheus openipmi ipmitool libopenipmi-dev socat mosquitto; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
