@@ -475,3 +475,13 @@ def test_every_setting_is_documented():
     for model in (BusConfig, StoreConfig, ApiConfig, ProbeConfig, DriverConfig):
         for name in model.model_fields:
             assert f"`{name}`" in doc, f"{model.__name__}.{name} is not in docs/configuration.md"
+
+
+def test_an_error_about_a_credential_never_repeats_its_value():
+    text = ('[bus]\nsecret = "x"\n[drivers.m]\ntype = "http"\nurl = "http://127.0.0.1:9/"\n'
+            'probes = ["a"]\nusername = "u"\npassword = 98765432\n')
+    with pytest.raises(ConfigError) as err:
+        config.loads(text, "site.toml")
+    message = str(err.value)
+    assert "password" in message and "site.toml:8" in message
+    assert "98765432" not in message and "hidden" in message

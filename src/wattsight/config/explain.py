@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
@@ -51,8 +52,19 @@ def _unquote_hint(family: str, value) -> str | None:
     return f"remove the quotes: {text}"
 
 
+#: Keys whose values are credentials: an error about them never repeats the value.
+_SECRET_KEY = re.compile(r"password|passphrase|secret|token|community|auth_key|priv_key|credential", re.I)
+
+
+class _Hidden:
+    def __repr__(self) -> str:
+        return "<the value, hidden>"
+
+
 def translate(err: dict, model: type[BaseModel], base: tuple) -> Issue:
-    """One pydantic error as an :class:`Issue` in plain words."""
+    """One pydantic error as an :class:`Issue` in plain words (a credential's value is never shown)."""
+    if any(isinstance(p, str) and _SECRET_KEY.search(p) for p in err["loc"]):
+        err = {**err, "input": _Hidden()}
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
     info = model.model_fields.get(str(loc[0])) if loc else None
     desc = info.description if info else None
