@@ -59,7 +59,7 @@ energy = true                 # publish the energy counter where the BMC has one
 max_power = 50000.0           # W; a reading above this is refused as out of range
 
 # A Redfish rack PDU: power (W) and energy (J) of each outlet.
-[drivers.pdu-1]
+[drivers.redfish-pdu]
 type = "redfish"
 period = 5.0
 url = "https://pdu-1.example.org"
