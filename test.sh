@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# System packages the tests' peers come from (Debian names): promtool (prometheus), the IPMI
+# System packages the tests' peers come from (Debian names): Prometheus (remote_write receiver,
+# promtool), InfluxDB 1.x, the IPMI
 # simulator and client (openipmi, ipmitool; libopenipmi-dev builds the simulator's DCMI plugin),
 # pty pairs for the serial meter (socat), a broker the MQTT tests can stop (mosquitto).
 need=()
-for pkg in prometheus openipmi ipmitool libopenipmi-dev socat mosquitto; do
+for pkg in prometheus influxdb openipmi ipmitool libopenipmi-dev socat mosquitto; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

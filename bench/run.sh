@@ -9,3 +9,4 @@ py=../.venv/bin/python
 $py -c 'import figures, json; print(json.dumps({"figure": "machine", "value": figures.machine(), "unit": ""}))'
 $py store_engines.py "$@"
 $py e2e.py "$@"
+$py poll_jitter.py "$@"

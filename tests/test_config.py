@@ -233,10 +233,14 @@ def test_probe_ids_are_checked_and_dotted_ids_must_be_quoted():
     assert (err.line, err.key) == (4, 'probes."lyon.t-7".node') and "did you mean 'nodes'?" in str(err)
 
 
-def test_consumers_need_a_type_and_are_kept_raw():
-    cfg = loads(OK_BUS + '[consumers.metrics]\ntype = "prometheus"\nport = 9100\n')
-    assert cfg.consumers == {"metrics": {"type": "prometheus", "port": 9100}}
+def test_consumer_sections_are_validated_by_their_plugin():
+    cfg = loads(OK_BUS + '[consumers.prom]\ntype = "remote_write"\nurl = "http://127.0.0.1:9090/api/v1/write"\n')
+    assert cfg.consumers["prom"].url == "http://127.0.0.1:9090/api/v1/write"
+    err = error_of(OK_BUS + '[consumers.prom]\ntype = "remote_write"\nurl = "http://h/w"\nbatch_mx = 1\n')
+    assert err.key == "consumers.prom.batch_mx" and err.line == OK_BUS.count("\n") + 4
+    assert "did you mean 'batch_max'?" in str(err)
     assert error_of(OK_BUS + "[consumers.metrics]\nport = 9100\n").key == "consumers.metrics.type"
+    assert "unknown consumer 'prometheus'" in str(error_of(OK_BUS + '[consumers.m]\ntype = "prometheus"\n'))
 
 
 def test_bad_site_name():

@@ -201,6 +201,7 @@ class Process:
         self.cfg, self.roles, self.on_ready = cfg, roles, on_ready
         self.driver_classes = driver_classes
         self.store = self.inbox = self.outbox = self.runner = self.api = None
+        self.consumers: list = []
 
     def _drivers(self) -> dict:
         from . import plugins
@@ -214,10 +215,18 @@ class Process:
 
         cfg, key = self.cfg, self.cfg.bus_secret()
         if "store" in self.roles:
+            from .consumers.base import build_consumers
             from .consumers.store import Store
 
-            self.store = Store(cfg.store)
-            self.inbox = Inbox(Subscriber(cfg.bus.connect or [cfg.bus.endpoint], key, window=cfg.bus.window), [self.store])
+            self.consumers = build_consumers(cfg.consumers, cfg.site)
+            try:
+                self.store = Store(cfg.store)
+            except BaseException:
+                for c in self.consumers:
+                    c.close(timeout=0)
+                raise
+            self.inbox = Inbox(Subscriber(cfg.bus.connect or [cfg.bus.endpoint], key, window=cfg.bus.window),
+                               [self.store, *self.consumers])
         if "drivers" in self.roles:
             pub = Publisher(cfg.bus.endpoint, key, batch_max=cfg.bus.batch_max)
             self.outbox = Outbox(pub, linger=cfg.bus.linger, batch_max=cfg.bus.batch_max)
@@ -257,6 +266,8 @@ class Process:
             out["inbox"] = self.inbox.stats()
         if self.outbox:
             out["outbox"] = self.outbox.stats()
+        if self.consumers:
+            out["consumers"] = {c.name: c.stats() for c in self.consumers}
         return out
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -271,11 +282,13 @@ class Process:
             self.close()
 
     def close(self) -> None:
-        """Flush in pipeline order: drivers' outbox, then the inbox, then the store."""
+        """Flush in pipeline order: drivers' outbox, then the inbox, the other consumers, the store."""
         if self.outbox:
             self.outbox.close()
         if self.inbox:
             self.inbox.close()
+        for c in self.consumers:
+            c.close(timeout=10.0)
         if self.store:
             self.store.close()
 

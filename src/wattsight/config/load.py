@@ -63,11 +63,10 @@ def _probe(pid: str, section, issues: list, context: dict):
     return validate(ProbeConfig, section, ("probes", pid), issues, context)
 
 
-def _consumer(name: str, section, issues: list) -> dict | None:
-    if not isinstance(section, dict) or not isinstance(section.get("type"), str):
-        issues.append(Issue(("consumers", name, "type"), "missing", "the consumer's name, as a string"))
-        return None
-    return dict(section)
+def _consumer(name: str, section, issues: list, context: dict):
+    from ..consumers.base import validate_section  # late: consumers.base imports config.explain
+
+    return validate_section(name, section, issues, context)
 
 
 def _table(data: dict, name: str, issues: list) -> dict:
@@ -98,7 +97,7 @@ def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config
                             'secret_file = "<path>" (or secret) in [bus]', KEY_HINT))
     drivers = {k: _driver(k, v, issues, ctx) for k, v in _table(data, "drivers", issues).items()}
     probes = {k: _probe(k, v, issues, ctx) for k, v in _table(data, "probes", issues).items()}
-    consumers = {k: _consumer(k, v, issues) for k, v in _table(data, "consumers", issues).items()}
+    consumers = {k: _consumer(k, v, issues, ctx) for k, v in _table(data, "consumers", issues).items()}
     if issues:
         raise as_error(issues, path, text)
     return Config(None if path.startswith("<") else Path(path), site, bus, sections["store"], sections["api"],

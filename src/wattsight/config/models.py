@@ -165,7 +165,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     drivers: dict[str, DriverConfig] = field(default_factory=dict)
     probes: dict[str, ProbeConfig] = field(default_factory=dict)
-    consumers: dict[str, dict] = field(default_factory=dict)
+    consumers: dict = field(default_factory=dict)  # name -> the consumer plugin's Config (a ConsumerConfig)
 
     def bus_secret(self) -> bytes:
         """The HMAC key of the bus: ``secret``, or the content of ``secret_file`` (whitespace stripped)."""
