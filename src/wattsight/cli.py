@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_tools
 from .errors import ConfigError, PluginError, WattsightError
 
 EPILOG_MAIN = """\
@@ -25,6 +25,8 @@ examples:
   wattsight config sample > site.toml  a commented configuration to start from
   wattsight config check site.toml     validate it (exit code 2 on an error)
   wattsight config import-kwapi /etc/kwapi/drivers.conf > site.toml
+  wattsight config from-inventory site.yaml -o site.toml   drivers and node mappings from an inventory
+  wattsight check-wiring --load-cmd 'ssh {node} stress-ng --cpu 0 --timeout {seconds}s'
 
 docs: docs/ in the source tree (quick start, one page per driver and consumer)
 """
@@ -48,7 +50,15 @@ def cmd_run(args) -> int:
         raise ConfigError("--demo runs a simulated rack on the embedded default and takes no config file",
                           key="--demo", hint="drop -c/--config (or WATTSIGHT_CONFIG) to see the demo")
     data_dir = Path(args.data_dir) if args.data_dir else None
-    cfg = config.load(path) if path else config.default(demo=args.demo, data_dir=data_dir)
+    found = None
+    if not path and not args.demo:
+        from .discover import discover
+
+        found = discover()
+    cfg = config.load(path) if path else config.default(demo=args.demo, data_dir=data_dir, discovery=found)
+    if found is not None:
+        for line in found.summary().splitlines():
+            print(f"wattsight: {line}", file=sys.stderr)
     if args.listen:
         import dataclasses
 
@@ -61,8 +71,7 @@ def cmd_run(args) -> int:
         print("wattsight: DEMO MODE: the probes below are a SIMULATED rack (dummy driver, "
               "provenance=modelled), not real meters.", file=sys.stderr)
     elif not path and not cfg.drivers:
-        print("wattsight: no configuration given and no local meter found on this machine "
-              "(RAPL, hwmon, batteries and NVIDIA GPUs are detected in a later release).\n"
+        print("wattsight: no configuration given and no local meter found on this machine.\n"
               "  Serving an empty store. To see data now:  wattsight run --demo\n"
               "  To configure meters:  wattsight config sample > wattsight.toml; "
               "wattsight run -c wattsight.toml", file=sys.stderr)
@@ -135,6 +144,11 @@ def cmd_probe(args, extra: list[str]) -> int:
                                "list them") from None
     driver = cls(cfg, site=args.site)
     try:
+        if getattr(cls, "push", False):  # a meter that pushes: print what its stream yields
+            import asyncio
+
+            asyncio.run(_print_stream(driver, once=args.once, as_json=args.json))
+            return 0
         while True:
             batch = driver.read()
             _print_batch(batch, as_json=args.json)
@@ -145,6 +159,19 @@ def cmd_probe(args, extra: list[str]) -> int:
         return 0
     finally:
         driver.close()
+
+
+async def _print_stream(driver, *, once: bool, as_json: bool) -> None:
+    """Print the batches a push driver's stream yields; with ``once``, the first one with samples."""
+    stream = driver.stream()
+    try:
+        async for batch in stream:
+            if len(batch):
+                _print_batch(batch, as_json=as_json)
+                if once:
+                    return
+    finally:
+        await stream.aclose()
 
 
 def _print_batch(batch, *, as_json: bool) -> None:
@@ -194,6 +221,8 @@ def cmd_config(args) -> int:
             raise ConfigError(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}", file=str(args.file),
                               hint="give the path of Kwapi's drivers.conf (usually /etc/kwapi/drivers.conf)") from None
         sys.stdout.write(import_kwapi(text, str(args.file)))
+    elif args.action == "from-inventory":
+        return cli_tools.from_inventory(args)
     return 0
 
 
@@ -251,6 +280,8 @@ def parser() -> argparse.ArgumentParser:
                          epilog="example:\n  wattsight config import-kwapi /etc/kwapi/drivers.conf > wattsight.toml",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ik.add_argument("file")
+    cli_tools.add_from_inventory(csub)
+    cli_tools.add_check_wiring(sub)
     return p
 
 
@@ -266,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_probe(args, extra)
         if args.verb == "plugins":
             return cmd_plugins(args)
+        if args.verb == "check-wiring":
+            return cli_tools.check_wiring(args)
         return cmd_config(args)
     except ConfigError as exc:
         print(f"wattsight: error: {exc}", file=sys.stderr)
