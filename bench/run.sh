@@ -10,3 +10,4 @@ $py -c 'import figures, json; print(json.dumps({"figure": "machine", "value": fi
 $py store_engines.py "$@"
 $py e2e.py "$@"
 $py poll_jitter.py "$@"
+$py ipmi_clients.py "$@"
