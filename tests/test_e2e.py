@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -189,3 +190,32 @@ def test_kill_9_loses_no_acknowledged_sample_and_the_gap_shows(tmp_path):
     finally:
         again.stop()
     assert "Traceback" not in again.output(), again.output()
+
+
+def test_run_without_a_configuration_reads_the_local_meters_or_says_it_models(tmp_path):
+    """`wattsight run` with no file: the meters of this machine (whatever it has) are found,
+    said at start, and read; where nothing measures the host, its power is modelled and says so."""
+    env_config = os.environ.pop("WATTSIGHT_CONFIG", None)
+    try:
+        ws = Wattsight(["--data-dir", str(tmp_path / "data")], tmp_path, listen=f"127.0.0.1:{free_port()}")
+    finally:
+        if env_config is not None:
+            os.environ["WATTSIGHT_CONFIG"] = env_config
+    try:
+        ws.wait_ready()
+        probes = ws.wait_for(lambda: [p for p in ws.get("/api/v1/probes")["probes"] if p["last"]],
+                             what="a local meter's first sample in the API")
+        out = ws.output()
+        assert "wattsight: found: " in out
+        modelled = "the host's power is modelled from CPU use (cpumodel), not measured" in out
+        assert modelled or "the host's power is measured by " in out
+        drivers = {p["driver"] for p in probes}
+        if modelled:
+            host = next(p for p in probes if p["driver"] == "cpumodel")
+            assert host["last"]["power"]["provenance"] == "modelled"
+            assert host["last"]["power"]["value"] > 0
+        else:
+            assert drivers & {"rapl", "hwmon"}
+    finally:
+        ws.stop()
+    assert ws.proc.returncode == 0
