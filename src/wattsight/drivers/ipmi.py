@@ -66,8 +66,8 @@ class IpmiConfig(DriverConfig):
         "sum", description="sdr: sum = one probe, the sum of the sensors; each = one probe per sensor "
                            "(needs `sensors`)")
     max_watts: float = Field(20000.0, gt=0, description="W; a reading above it (or below 0) is out of range")
-    name: str | None = Field(None, description="the probe's name, <site>.<name>; default: host, "
-                                               "or host:port if port is not 623")
+    name: str | None = Field(None, description="the probe's name, <site>.<name> (a name with a dot is the "
+                                               "whole id); default: host, or host:port if port is not 623")
 
     @field_validator("username", "password", mode="before")
     @classmethod
@@ -134,7 +134,10 @@ class IpmiDriver(Driver):
             "sdr" if config.source == "sdr" or config.sensors else None
         #: The sensors read in sdr mode: those configured, or every sensor in Watts (found at the first read).
         self.watts_sensors: list[str] = list(config.sensors)
-        self.base = f"{site}.{config.probe_name}"
+        # A `name` with a dot is a whole probe id (<site>.<name>), as in every driver; the host
+        # (default) is always a name under this site.
+        dotted = config.name is not None and "." in config.name
+        self.base = config.name if dotted else f"{site}.{config.probe_name}"
         #: Why DCMI was not used (source = "auto"), for the error when nothing else can be read.
         self.no_dcmi = ""
         #: Who errors name: the probe and the BMC.
