@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 # simulator and client (openipmi, ipmitool; libopenipmi-dev and gcc build the simulator's DCMI plugin),
 # pty pairs for the serial meter (socat), a broker the MQTT tests can stop (mosquitto).
 need=()
-for pkg in prometheus influxdb openipmi ipmitool libopenipmi-dev socat mosquitto gcc; do
+for pkg in prometheus influxdb openipmi ipmitool libopenipmi-dev socat mosquitto gcc postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -17,6 +17,11 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
     || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+
+# PostgreSQL on 127.0.0.1:5432 (the PostgreSQL store's tests; they skip, saying why, without it).
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start >/dev/null 2>&1 || true
 fi
 
 if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; then

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from peers._common import free_port, stop_process
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Wattsight", "free_port"]
 
 
 class Wattsight:
@@ -73,14 +69,8 @@ class Wattsight:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"{self.name} did not stop on signal {sig}:\n{self.output()}")
+        if not stop_process(self.proc, timeout, sig):
+            raise AssertionError(f"{self.name} did not stop on signal {sig}:\n{self.output()}")
         return self.proc.returncode
 
     def kill9(self) -> None:

@@ -187,6 +187,17 @@ class _Server:
         await task
 
 
+def open_store(cfg):
+    """The store ``[store]`` names: the embedded one (files under path), or PostgreSQL."""
+    if cfg.backend == "postgresql":
+        from .consumers.pgstore import PgStore
+
+        return PgStore(cfg)
+    from .consumers.store import Store
+
+    return Store(cfg)
+
+
 class Process:
     """The parts of one wattsight process, started and stopped in the right order."""
 
@@ -216,17 +227,18 @@ class Process:
         cfg, key = self.cfg, self.cfg.bus_secret()
         if "store" in self.roles:
             from .consumers.base import build_consumers
-            from .consumers.store import Store
 
             self.consumers = build_consumers(cfg.consumers, cfg.site)
             try:
-                self.store = Store(cfg.store)
+                self.store = open_store(cfg.store)
             except BaseException:
                 for c in self.consumers:
                     c.close(timeout=0)
                 raise
             self.inbox = Inbox(Subscriber(cfg.bus.connect or [cfg.bus.endpoint], key, window=cfg.bus.window),
                                [self.store, *self.consumers])
+        elif "api" in self.roles:  # an API alone: only a PostgreSQL store can be read from elsewhere
+            self.store = open_store(cfg.store)
         if "drivers" in self.roles:
             pub = Publisher(cfg.bus.endpoint, key, batch_max=cfg.bus.batch_max)
             self.outbox = Outbox(pub, linger=cfg.bus.linger, batch_max=cfg.bus.batch_max)

@@ -75,9 +75,12 @@ def bmc(section: str, node: str, b: Bmc, period: float | None, src: Source, loc:
         if b.port is not None:
             keys["port"] = b.port
     keys |= {k: v for k in ("username", "password", "password_file") if (v := getattr(b, k)) is not None}
-    # both BMC drivers put "<site>." in front of the name; ipmi calls it `name`, redfish `probe`
-    keys["probe" if b.type == "redfish" else "name"] = f"{node}.bmc"
+    # redfish puts "<site>." in front of its `probe`; ipmi takes a `name` with a dot as the whole id
     pid = f"{site}.{node}.bmc"
+    if b.type == "redfish":
+        keys["probe"] = f"{node}.bmc"
+    else:
+        keys["name"] = pid
     check_section(keys, [pid], src, loc)
     return keys, pid
 

@@ -18,25 +18,17 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from ._common import QuickHandler, QuickHTTPServer
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+
+class _Handler(QuickHandler):
     server: _Server
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.peer.opened(self.connection)
-
-    def finish(self) -> None:
-        super().finish()
-        self.server.peer.closed(self.connection)
-
-    def log_message(self, format, *args) -> None:
-        pass
 
     def do_GET(self) -> None:
         peer = self.server.peer
@@ -55,15 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, peer.body())
 
     def _send(self, status: int, body: bytes, extra: list[tuple[str, str]] = ()) -> None:
-        head = [f"HTTP/1.1 {status} {self.responses.get(status, ('?',))[0]}",
-                f"Content-Type: {self.server.peer.content_type}", f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in extra)]
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        self.send_whole(status, [("Content-Type", self.server.peer.content_type), *extra], body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(QuickHTTPServer):
     def __init__(self, address, peer: JsonServer) -> None:
         self.peer = peer
         super().__init__(address, _Handler)
@@ -86,7 +73,6 @@ class JsonServer:
         self.connections = 0
         self.last_headers: dict[str, str] = {}
         self._server: _Server | None = None
-        self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
 
     # -- state seen by the handler --------------------------------------------------------------
@@ -95,12 +81,7 @@ class JsonServer:
 
     def opened(self, conn: socket.socket) -> None:
         with self._lock:
-            self._conns.add(conn)
             self.connections += 1
-
-    def closed(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._conns.discard(conn)
 
     # -- life cycle -----------------------------------------------------------------------------
     @property
@@ -114,24 +95,14 @@ class JsonServer:
     def start(self) -> Self:
         if self._server is None:
             self._server = _Server(("127.0.0.1", self.port), self)
-            self.port = self._server.server_address[1]
-            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                             daemon=True, name=f"jsonserver-{self.port}").start()
+            self.port = self._server.port
+            self._server.serve_in_thread(f"jsonserver-{self.port}")
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            conns, self._conns = list(self._conns), set()
-        for conn in conns:  # kept-alive connections would otherwise go on answering
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if server is not None:
+            server.close()  # with the kept-alive connections, which would otherwise go on answering
 
     def __enter__(self) -> Self:
         return self.start()

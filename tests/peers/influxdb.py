@@ -19,28 +19,24 @@ to check the shape of what a consumer sends.
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-
-class PeerMissing(RuntimeError):
-    """The program the peer needs is not installed (tests skip with this reason)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ._common import (
+    PeerMissing,
+    QuickHandler,
+    QuickHTTPServer,
+    free_port,
+    http_answers,
+    stop_process,
+    wait_until,
+)
 
 
 class InfluxDB:
@@ -84,19 +80,8 @@ class InfluxDB:
         fresh = not (self.folder / "meta").exists()
         self._proc = subprocess.Popen([exe, "-config", str(self._configure())], stdin=subprocess.DEVNULL,
                                       stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"influxd exited with {self._proc.returncode}: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 204:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"influxd not ready on {self.port} after {timeout} s: {self.output()}")
-            time.sleep(0.05)
+        wait_until(http_answers(f"{self.url}/ping", 204), timeout, f"influxd on {self.port}", self._proc,
+                   output=self.output, cleanup=self.stop)
         if fresh and self.users:  # with auth on and no user yet, InfluxDB lets anyone create the admin
             admin, *others = self.users.items()
             self.query(f"CREATE USER \"{admin[0]}\" WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES", auth=False)
@@ -105,15 +90,8 @@ class InfluxDB:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
+        stop_process(self._proc, 30)
+        self._proc = None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -177,26 +155,19 @@ class Capture:
         self.status, self.reply, self.reply_headers = 204, b"", {}
         capture = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuickHandler):
+            protocol_version = "HTTP/1.0"  # one request per connection
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 parts = urlsplit(self.path)
                 capture.requests.append(Request("POST", parts.path, parse_qs(parts.query),
                                                 {k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(capture.status)
-                for k, v in capture.reply_headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(capture.reply)))
-                self.end_headers()
-                self.wfile.write(capture.reply)
+                self.send_whole(capture.status, list(capture.reply_headers.items()), capture.reply)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = QuickHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.port
+        self.thread = self.server.serve_in_thread(f"capture-{self.port}")
 
     @property
     def url(self) -> str:
@@ -209,8 +180,7 @@ class Capture:
         return self.requests
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
     def __enter__(self) -> Self:
         return self

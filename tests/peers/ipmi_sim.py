@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 from typing import Self
 
+from . import _common
+from ._common import stop_process, wait_until
+
 HERE = Path(__file__).parent / "ipmi"
 PLUGIN_SOURCE = HERE / "dcmi_power.c"
 #: Watts per raw step of the power sensors (their SDR's M).
@@ -79,9 +82,8 @@ class PeerError(RuntimeError):
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port of 127.0.0.1, UDP unless ``kind`` says otherwise (the BMC's LAN channel is UDP)."""
+    return _common.free_port(kind)
 
 
 def dcmi_plugin(cache: Path | None = None) -> Path:
@@ -230,35 +232,31 @@ class IpmiSim:
         deadline = time.monotonic() + timeout
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.1)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise PeerError(f"ipmi_sim exited with {self.proc.returncode}: {self.output()}")
+
+            def answers() -> bool:
                 try:
                     s.sendto(auth_capabilities_request(), (self.host, self.port))
-                    if s.recv(512):
-                        break
+                    return bool(s.recv(512))
                 except (TimeoutError, ConnectionRefusedError):
-                    time.sleep(0.02)
-            else:
-                raise PeerError(f"ipmi_sim did not answer on UDP {self.port} within {timeout} s: {self.output()}")
-        while time.monotonic() < deadline:  # the console listens a moment later, maybe
+                    return False
+
+            wait_until(answers, timeout, f"ipmi_sim on UDP {self.port}", self.proc, output=self.output,
+                       error=PeerError, every=0.02)
+
+        def console() -> bool:  # the console listens a moment later, maybe
             try:
                 self.command()
-                return
+                return True
             except ConnectionRefusedError:
-                time.sleep(0.02)
-        raise PeerError(f"ipmi_sim's console on TCP {self.console_port} did not open: {self.output()}")
+                return False
+
+        wait_until(console, max(deadline - time.monotonic(), 0.0), f"ipmi_sim's console on TCP {self.console_port}",
+                   self.proc, output=self.output, error=PeerError, every=0.02)
 
     def stop(self) -> None:
         """Stop ipmi_sim (its ports stay reserved for :meth:`start`)."""
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc, 5)
+        self.proc = None
         RUNNING.discard(self)
 
     def output(self) -> str:

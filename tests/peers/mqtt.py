@@ -18,24 +18,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as mqtt
 
-
-class PeerMissing(RuntimeError):
-    """The program the peer needs is not installed (tests skip with this reason)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ._common import PeerMissing, free_port, stop_process, tcp_listens, wait_until
 
 
 class Mosquitto:
@@ -76,42 +68,23 @@ class Mosquitto:
                         f"certfile {self.folder / 'server.pem'}\nkeyfile {self.folder / 'server.key'}\n")
         return Path(exe), conf
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         exe, conf = self._configure()
         self._proc = subprocess.Popen([str(exe), "-c", str(conf)], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        for port in (self.port, self.auth_port, self.tls_port):
-            if port is None:
-                continue
-            while True:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {self.output()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError(f"mosquitto does not listen on {port}: {self.output()}") from None
-                    time.sleep(0.02)
+        ports = [p for p in (self.port, self.auth_port, self.tls_port) if p is not None]
+        wait_until(lambda: all(tcp_listens(p) for p in ports), 15, f"mosquitto listening on {ports}",
+                   self._proc, output=self.output, every=0.02, cleanup=self.stop)
         return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
+        stop_process(self._proc, 10)
+        self._proc = None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -128,7 +101,7 @@ def make_certificates(folder: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     def certificate(subject: str, issuer: x509.Name | None, key, signer, *extensions) -> x509.Certificate:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
@@ -164,7 +137,7 @@ class Publisher:
         self.host, self.port, self.client_id, self.will = host, port, client_id, will
         self.client: mqtt.Client | None = None
 
-    def connect(self) -> "Publisher":
+    def connect(self) -> Publisher:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
         if self.will:
             topic, payload, retain = self.will
@@ -213,7 +186,7 @@ class ShellyPlug(Publisher):
         super().__init__(port, client_id=prefix, will=(f"{prefix}/online", b"false", True), **kw)
         self.prefix, self.component = prefix, component
 
-    def connect(self) -> "ShellyPlug":
+    def connect(self) -> ShellyPlug:
         super().connect()
         self.publish(f"{self.prefix}/online", "true", retain=True)
         return self
@@ -239,13 +212,13 @@ class TasmotaPlug(Publisher):
         super().__init__(port, client_id=f"DVES_{topic}", will=(f"tele/{topic}/LWT", b"Offline", True), **kw)
         self.topic = topic
 
-    def connect(self) -> "TasmotaPlug":
+    def connect(self) -> TasmotaPlug:
         super().connect()
         self.publish(f"tele/{self.topic}/LWT", "Online", retain=True)
         return self
 
     def sensor(self, power: float | list, total_kwh: float | list, time_: str | None = None) -> None:
-        when = time_ or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+        when = time_ or datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         self.publish(f"tele/{self.topic}/SENSOR", {"Time": when, "ENERGY": {
             "TotalStartTime": "2022-03-20T15:20:48", "Total": total_kwh, "Yesterday": 1.495, "Today": 0.537,
             "Period": 0, "Power": power, "ApparentPower": 92, "ReactivePower": 73, "Factor": 0.61,

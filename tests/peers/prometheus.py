@@ -15,8 +15,6 @@ It runs with ``--web.enable-remote-write-receiver``, no scrape job, its TSDB in 
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,15 +22,7 @@ from typing import Self
 
 import httpx
 
-
-class PeerMissing(RuntimeError):
-    """The program the peer needs is not installed (tests skip with this reason)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ._common import PeerMissing, free_port, http_answers, stop_process, wait_until
 
 
 class Prometheus:
@@ -64,30 +54,13 @@ class Prometheus:
              f"--storage.tsdb.path={self.folder / 'data'}", "--web.enable-remote-write-receiver",
              "--storage.tsdb.retention.time=100y", "--log.level=warn"],
             stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._proc.returncode}: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prometheus not ready on {self.port} after {timeout} s: {self.output()}")
-            time.sleep(0.05)
+        wait_until(http_answers(f"{self.url}/-/ready", 200), timeout, f"prometheus on {self.port}",
+                   self._proc, output=self.output, cleanup=self.stop)
+        return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
+        stop_process(self._proc, 30)
+        self._proc = None
 
     @property
     def running(self) -> bool:

@@ -34,10 +34,11 @@ import tempfile
 import threading
 import weakref
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
+
+from ._common import QuickHandler, QuickHTTPServer
 
 MOCKUPS = Path(__file__).resolve().parent / "redfish_mockups"
 SESSIONS = "/redfish/v1/SessionService/Sessions"
@@ -72,54 +73,34 @@ def _step(node, token: str):
     return node[int(token)] if isinstance(node, list) else node[token]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(QuickHTTPServer):
     def __init__(self, peer: RedfishPeer, port: int) -> None:
         self.peer = peer
-        self.connections: set[socket.socket] = set()
         super().__init__(("127.0.0.1", port), _Handler)
 
-    def get_request(self):
-        sock, addr = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.peer._tls is not None:
-            sock = self.peer._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self.peer._lock:
-            self.connections.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request) -> None:
-        with self.peer._lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        if self.peer._tls is None:
+            return sock
+        return self.peer._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that hangs up, or a TLS handshake refused by the client: not our failure
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuickHandler):
     server: _Server
-
-    def log_message(self, format, *args) -> None:
-        pass
 
     # -- answering -----------------------------------------------------------------------------
     def reply(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
         """Write status line, headers and body with one ``write`` (see the module docstring)."""
         data = b"" if body is None else json.dumps(body).encode()
-        head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                "Content-Type: application/json; charset=utf-8", "OData-Version: 4.0"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head = [("Content-Type", "application/json; charset=utf-8"), ("OData-Version", "4.0"),
+                *(headers or {}).items()]
         if self.server.peer.chunked and data:
             half = len(data) // 2
             data = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (data[:half], data[half:])) + b"0\r\n\r\n"
-            head.append("Transfer-Encoding: chunked")
-        else:
-            head.append(f"Content-Length: {len(data)}")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+            head.append(("Transfer-Encoding", "chunked"))
+        self.send_whole(status, head, data)
 
     def error(self, status: int, message: str) -> None:
         extra = {"WWW-Authenticate": 'Basic realm="redfish"'} if status == 401 else None
@@ -202,10 +183,8 @@ class RedfishPeer:
         if self._server is not None:
             return self
         self._server = _Server(self, self.port)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"redfish-peer-{self.port}", daemon=True)
-        self._thread.start()
+        self.port = self._server.port
+        self._thread = self._server.serve_in_thread(f"redfish-peer-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -213,15 +192,7 @@ class RedfishPeer:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            conns = list(server.connections)
-        for sock in conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        server.close()
         if self._thread is not None:
             self._thread.join(5)
 

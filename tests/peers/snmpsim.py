@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+from ._common import free_port, stop_process, wait_until
+
 INTEGER, OCTETS, COUNTER32, GAUGE32, COUNTER64 = 2, 4, 65, 66, 70
 
 #: The v3 user every SnmpSim knows (auth SHA, privacy AES-128).
@@ -53,9 +55,7 @@ def responder() -> str | None:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(socket.SOCK_DGRAM)
 
 
 def _oid_key(line: str) -> tuple[int, ...]:
@@ -130,27 +130,14 @@ class SnmpSim:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"snmpsim exited with {self.proc.returncode}:\n{self.output()}")
-            if "Listening at UDP/IPv4 endpoint" in self.output():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"snmpsim did not listen within {timeout} s:\n{self.output()}")
+        wait_until(lambda: "Listening at UDP/IPv4 endpoint" in self.output(), timeout,
+                   f"snmpsim on UDP {self.port}", self.proc, output=self.output, cleanup=self.stop)
+        return self
 
     def stop(self) -> None:
         """Stop the agent (the port stays this object's: ``start()`` reuses it)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 5)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -19,17 +19,15 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Self
+
+from ._common import PeerMissing, stop_process, wait_until
 
 HEADER = "#h,-,18,W,V,A,WH,Cost,WH/Mo,Cost/Mo,Wmax,Vmax,Amax,Wmin,Vmin,Amin,PF,DC,PC,Hz,VA;"
-
-
-class PeerMissing(RuntimeError):
-    """The program the peer needs is not installed (tests skip with this reason)."""
 
 
 class WattsUpMeter:
@@ -53,7 +51,7 @@ class WattsUpMeter:
         self._fd: int | None = None
 
     # -- life -------------------------------------------------------------------------------
-    def start(self) -> "WattsUpMeter":
+    def start(self) -> WattsUpMeter:
         socat = shutil.which("socat")
         if socat is None:
             raise PeerMissing("socat is not installed (Debian package socat)")
@@ -64,14 +62,10 @@ class WattsUpMeter:
         self._proc = subprocess.Popen(
             [socat, f"pty,raw,echo=0,link={self.meter_end}", f"pty,raw,echo=0,link={self.device}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while not (self.device.exists() and self.meter_end.exists()):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                dead = self._proc.poll() is not None
-                err = self._proc.stderr.read().decode(errors="replace") if dead else ""
-                self.stop()
-                raise RuntimeError(f"socat did not make the pty pair in {self.folder}: {err}")
-            time.sleep(0.01)
+        proc = self._proc
+        wait_until(lambda: self.device.exists() and self.meter_end.exists(), 10,
+                   f"socat's pty pair in {self.folder}", proc, every=0.01,
+                   output=lambda: proc.stderr.read().decode(errors="replace") if proc.poll() is not None else "", cleanup=self.stop)
         self._fd = os.open(self.meter_end, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         self.records, self.commands, self.requested_interval = 0, [], None
         self._halt.clear()
@@ -83,13 +77,7 @@ class WattsUpMeter:
         """Unplug the meter: socat ends, both links vanish, the driver's port fails."""
         self._halt.set()
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
+            stop_process(self._proc, 10)
             self._proc.stderr.close()
             self._proc = None
         if self._thread is not None:
@@ -99,7 +87,7 @@ class WattsUpMeter:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "WattsUpMeter":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
+from ..consumers.pgstore.config import PgStoreConfig
 from ..drivers.base import DriverConfig
 from .. import bus
 from ..errors import BusError, ConfigError
@@ -117,10 +118,20 @@ class BusConfig(_Section):
 class StoreConfig(_Section):
     """[store]: where samples are kept."""
 
-    backend: Literal["embedded"] = Field("embedded", description="the storage engine")
+    backend: Literal["embedded", "postgresql"] = Field(
+        "embedded", description="the storage engine: 'embedded' (files under path) or 'postgresql' "
+                                "(a PostgreSQL database, [store.postgresql])")
     path: LaxPath = Field(default_factory=lambda: user_data_dir() / "store", description="the store's folder")
     fsync: bool = Field(False, description="false: survives kill -9; true: also survives power loss")
     flush_interval: float = Field(60.0, gt=0, description="seconds of samples kept in the WAL tail")
+    postgresql: PgStoreConfig | None = Field(
+        None, description="backend = 'postgresql': server, schema, write mode (docs/consumers/postgresql.md)")
+
+    @model_validator(mode="after")
+    def _backend_section(self) -> "StoreConfig":
+        if self.backend == "postgresql" and self.postgresql is None:
+            raise ValueError("backend = 'postgresql' needs a [store.postgresql] section (dsn, schema, ...)")
+        return self
 
     @field_validator("path")
     @classmethod

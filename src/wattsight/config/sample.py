@@ -34,7 +34,8 @@ linger = 0.05
 batch_max = 50000
 
 [store]
-# The storage engine; "embedded" is the only one in this release.
+# The storage engine: "embedded" (files under path) or "postgresql" (a PostgreSQL database: give
+# its postgresql table, docs/consumers/postgresql.md).
 backend = "embedded"
 # The store's folder. Default: <user data dir>/wattsight/store (~/.local/share/wattsight/store).
 path = "/var/lib/wattsight/store"
@@ -42,6 +43,8 @@ path = "/var/lib/wattsight/store"
 fsync = false
 # Seconds of samples kept in the write-ahead log before they are written as a segment. Default: 60.
 flush_interval = 60.0
+# backend = "postgresql": the server, the schema (one per store) and when handle() returns.
+# postgresql = { dsn = "postgresql://wattsight@db.example.org/metrics", schema = "wattsight", ack = "commit" }
 
 [api]
 # The address the REST API and web UI listen on, as host:port. Default: 127.0.0.1:8080.

@@ -3,8 +3,8 @@
 One GET per read; each probe takes its power and/or energy from a path in the reply
 (:mod:`wattsight.drivers.jsonpath`: ``data.outlets[3].watts``).  The parsing is a pure function
 of the decoded document and the measurement time (:func:`parse`); the network is an httpx
-client with keep-alive, built on the first read.  :class:`HttpClientConfig` and
-:class:`HttpFetcher` (URL, credentials, TLS, errors) are shared with the ``prometheus`` driver.
+client with keep-alive, built on the first read.  :class:`~.httpclient.HttpClientConfig` and
+:class:`~.httpclient.HttpFetcher` (URL, credentials, TLS, errors) are shared with the ``prometheus`` driver.
 """
 
 from __future__ import annotations
@@ -15,111 +15,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import MeterAuthError, MeterReplyError, MeterUnreachable
+from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
 from . import jsonpath
-from .base import Driver, DriverConfig
+from .base import Driver
+from .httpclient import HttpClientConfig, HttpFetcher, safe_url
+
+__all__ = ["HttpClientConfig", "HttpFetcher", "HttpJsonConfig", "HttpJsonDriver", "safe_url"]
 
 POWER_UNITS = {"W": 1.0, "kW": 1e3, "mW": 1e-3}
 ENERGY_UNITS = {"J": 1.0, "kJ": 1e3, "Wh": 3600.0, "kWh": 3.6e6}
-
-
-# -- what every HTTP source shares: url, credentials, TLS, errors ------------------------------
-class HttpClientConfig(DriverConfig):
-    """The keys of a driver that reads one URL (shared by ``http`` and ``prometheus``)."""
-
-    url: str = Field(description="the URL to GET, http:// or https:// (no credentials in it)")
-    username: str | None = Field(None, description="user name for HTTP basic authentication")
-    password: SecretStr | None = Field(None, description="password for HTTP basic authentication (never logged)")
-    token: SecretStr | None = Field(None, description="a bearer token, sent as 'Authorization: Bearer <token>'")
-    headers: dict[str, str] = Field({}, description="extra request headers, e.g. {Accept = \"application/json\"}")
-    verify_tls: bool = Field(True, description="check the server's TLS certificate (https); false for self-signed")
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("the URL holds credentials: set `username` and `password` instead")
-        return url
-
-    @model_validator(mode="after")
-    def _check_auth(self) -> HttpClientConfig:
-        if self.password is not None and self.username is None:
-            raise ValueError("`password` is set but `username` is not")
-        if self.token is not None and self.username is not None:
-            raise ValueError("set either `token` or `username`/`password`, not both")
-        if any(k.lower() == "authorization" for k in self.headers):
-            raise ValueError("put credentials in `token` or `username`/`password`, not in `headers` "
-                             "(headers are not kept secret)")
-        return self
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its query (which may carry a key): how errors and descriptions name it."""
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.netloc}{p.path}"
-
-
-class HttpFetcher:
-    """GETs one URL with keep-alive and turns every failure into a DriverError naming it."""
-
-    def __init__(self, cfg: HttpClientConfig, *, accept: str, transport: httpx.BaseTransport | None = None) -> None:
-        self.cfg, self.accept, self.transport = cfg, accept, transport
-        self.where = safe_url(cfg.url)
-        self._client: httpx.Client | None = None
-
-    def _make_client(self) -> httpx.Client:
-        cfg = self.cfg
-        headers = {"Accept": self.accept, **cfg.headers}
-        auth = None
-        if cfg.username is not None:
-            auth = httpx.BasicAuth(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
-        elif cfg.token is not None:
-            headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
-        # Below the runner's time-out, so that a dead meter is this client's error, not an abandoned read.
-        limit = httpx.Timeout(0.9 * cfg.read_timeout, connect=0.45 * cfg.read_timeout)
-        return httpx.Client(headers=headers, auth=auth, timeout=limit, verify=cfg.verify_tls,
-                            follow_redirects=True, transport=self.transport)
-
-    def get(self) -> httpx.Response:
-        """The reply to one GET, status 2xx; MeterUnreachable, MeterAuthError or MeterReplyError else."""
-        if self._client is None:
-            self._client = self._make_client()
-        cfg, where = self.cfg, self.where
-        try:
-            reply = self._client.get(cfg.url)
-        except httpx.TimeoutException:
-            raise MeterUnreachable(f"no answer within {cfg.read_timeout:g} s; is the meter up and the url "
-                                   "right? (raise `timeout` if it is just slow)", probe=where) from None
-        except (httpx.RemoteProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
-            raise MeterReplyError(f"the server's reply is not valid HTTP ({type(exc).__name__}: {exc})",
-                                  probe=where) from None
-        except httpx.TransportError as exc:
-            raise MeterUnreachable(f"cannot connect ({type(exc).__name__}: {exc or 'no detail'}); is the "
-                                   "meter up and the url right?", probe=where) from None
-        if reply.status_code in (401, 403):
-            sent = "the credentials were refused: check `username` and `password` (or `token`)" \
-                if (cfg.username or cfg.token) else "it needs credentials: set `username` and `password` (or `token`)"
-            raise MeterAuthError(f"HTTP {reply.status_code} {reply.reason_phrase}: {sent}", probe=where)
-        if reply.status_code == 404:
-            raise MeterReplyError(f"HTTP 404 Not Found: no such resource on the meter; check the url's path "
-                                  f"({urlsplit(cfg.url).path or '/'})", probe=where)
-        if not reply.is_success:
-            raise MeterReplyError(f"HTTP {reply.status_code} {reply.reason_phrase} (expected 200)", probe=where)
-        return reply
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 # -- the http driver's own configuration --------------------------------------------------------

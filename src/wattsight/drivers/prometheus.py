@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
 from .base import Driver
-from .http import HttpClientConfig, HttpFetcher, safe_url
+from .httpclient import HttpClientConfig, HttpFetcher, safe_url
 
 #: Unit -> (SI unit, factor to it).
 UNITS: dict[str, tuple[str, float]] = {

@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ..errors import DriverError, MeterPermissionError, MeterReplyError, MeterUnreachable
 from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
 from .base import Driver, DriverConfig, FilePath
+from .httpclient import check_url
 from .redfish_http import NotFound, RedfishClient
 from .redfish_models import (
     AUTO_ORDER,
@@ -110,11 +111,7 @@ class RedfishConfig(DriverConfig):
     @field_validator("url")
     @classmethod
     def _origin(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http:// or https:// address")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("put the credentials in `username` and `password`, not in the url")
+        parts = check_url(url)
         if parts.path.rstrip("/") not in ("", "/redfish/v1") or parts.query or parts.fragment:
             raise ValueError(f"{url!r}: give the service's address only (https://host[:port])")
         return f"{parts.scheme}://{parts.netloc}"

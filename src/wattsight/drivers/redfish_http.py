@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from ..errors import DriverError, MeterAuthError, MeterPermissionError, MeterReplyError, MeterUnreachable
+from .httpclient import ssl_error
 
 log = logging.getLogger("wattsight.drivers.redfish")
 
@@ -32,17 +33,6 @@ class NotFound(MeterReplyError):
     def __init__(self, message: str, *, probe: str | None, path: str) -> None:
         self.path = path
         super().__init__(message, probe=probe)
-
-
-def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
-    """The ssl error behind an httpx connection error, if that is what it was."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ssl.SSLError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 class RedfishClient:
@@ -131,7 +121,7 @@ class RedfishClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unreachable(self, exc: httpx.TransportError) -> DriverError:
-        tls = _ssl_error(exc)
+        tls = ssl_error(exc)
         if isinstance(tls, ssl.SSLCertVerificationError):
             return self._err(MeterUnreachable, f"its TLS certificate is not trusted ({tls.verify_message}). "
                              "BMCs often have a self-signed certificate: give its CA with `ca_file`, or set "
