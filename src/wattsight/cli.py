@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_tools
+from . import __version__, cli_tools, transfer
 from .errors import ConfigError, PluginError, WattsightError
 
 EPILOG_MAIN = """\
@@ -282,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     ik.add_argument("file")
     cli_tools.add_from_inventory(csub)
     cli_tools.add_check_wiring(sub)
+    transfer.add_commands(sub)
     return p
 
 
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_plugins(args)
         if args.verb == "check-wiring":
             return cli_tools.check_wiring(args)
+        if args.verb in transfer.VERBS:
+            return transfer.run(args)
         return cmd_config(args)
     except ConfigError as exc:
         print(f"wattsight: error: {exc}", file=sys.stderr)
