@@ -117,6 +117,19 @@ def test_process_bus_view_with_inbox_and_outbox(store):
     assert promtool_check(text).returncode == 0
 
 
+def test_consumers_delivery_counters(store):
+    consumers = {"prom": {"sent_samples": 1000, "dropped_samples": 3, "rejected_samples": 2, "queued_samples": 50},
+                 "influx": {"sent_samples": 7, "queued_samples": 0}}
+    stats = {"inbox": {**BUS_STATS, "acked_samples": 1}, "consumers": consumers}
+    text = scrape(client_for(store, bus_stats=lambda: stats))
+    got = samples(text)
+    assert got[("wattsight_consumer_sent_samples_total", (("consumer", "prom"),))] == 1000
+    assert got[("wattsight_consumer_dropped_samples_total", (("consumer", "prom"),))] == 3
+    assert got[("wattsight_consumer_rejected_samples_total", (("consumer", "influx"),))] == 0
+    assert got[("wattsight_consumer_queued_samples", (("consumer", "prom"),))] == 50
+    assert promtool_check(text).returncode == 0
+
+
 def test_without_runner_or_bus_their_families_are_absent(store):
     text = scrape(client_for(store))
     assert "wattsight_driver_" not in text and "wattsight_bus_" not in text

@@ -47,7 +47,9 @@ class StoreCollector:
         if self.ctx.runner_state is not None:
             yield from self._drivers(self.ctx.runner_state())
         if self.ctx.bus_stats is not None:
-            yield from self._bus(self.ctx.bus_stats())
+            stats = self.ctx.bus_stats()
+            yield from self._bus(stats)
+            yield from self._consumers(stats.get("consumers") or {})
         yield from self._store(self.ctx.store.stats())
 
     def _probes(self) -> Iterator[Metric]:
@@ -120,6 +122,23 @@ class StoreCollector:
         yield CounterMetricFamily("wattsight_bus_lost_batches",
                                   "Bus messages lost (gaps in sequence numbers).",
                                   value=float(stats.get("lost") or 0))
+
+    @staticmethod
+    def _consumers(stats: dict[str, dict]) -> Iterator[Metric]:
+        """Delivery counters of the consumers that send samples on (remote_write, InfluxDB)."""
+        if not stats:
+            return
+        counters = {key: CounterMetricFamily(f"wattsight_consumer_{key}", text, labels=["consumer"])
+                    for key, text in (("sent_samples", "Samples a consumer delivered."),
+                                      ("dropped_samples", "Samples a consumer dropped: its backlog was full."),
+                                      ("rejected_samples", "Samples the receiving server refused."))}
+        queued = GaugeMetricFamily("wattsight_consumer_queued_samples", "Samples waiting to be sent.",
+                                   labels=["consumer"])
+        for name, s in sorted(stats.items()):
+            for key, family in counters.items():
+                family.add_metric([name], float(s.get(key) or 0))
+            queued.add_metric([name], float(s.get("queued_samples") or 0))
+        yield from (*counters.values(), queued)
 
     @staticmethod
     def _store(stats: dict) -> Iterator[Metric]:
