@@ -29,13 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import batches, emit, pdu_trace  # noqa: E402
-
-from wattsight.codec import encode_batch  # noqa: E402
-from wattsight.config import StoreConfig  # noqa: E402
-from wattsight.consumers.store import Store  # noqa: E402
-from wattsight.consumers.store.segment import write_segment  # noqa: E402
-from wattsight.sample import Batch  # noqa: E402
+from bench.common import batches, emit, pdu_trace
+from wattsight.codec import encode_batch
+from wattsight.config import StoreConfig
+from wattsight.consumers.store import Store
+from wattsight.consumers.store.segment import write_segment
+from wattsight.sample import Batch
 
 
 def rows_table(batch: Batch) -> pa.Table:
@@ -59,7 +58,7 @@ def bench_duckdb(batch: Batch, tmp: Path) -> None:
                 "provenance VARCHAR, t BIGINT, v DOUBLE)")
     pieces = [rows_table(b) for b in batches(batch)]  # converting is not DuckDB's cost
     start = time.perf_counter()
-    for piece in pieces:  # noqa: B007 - DuckDB finds `piece` by name
+    for piece in pieces:
         con.execute("INSERT INTO samples SELECT * FROM piece")
     con.execute("CHECKPOINT")
     took = time.perf_counter() - start
