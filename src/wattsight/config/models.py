@@ -19,6 +19,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from ..consumers.pgstore.config import PgStoreConfig
+from ..consumers.store.retention import RetentionConfig
 from ..drivers.base import DriverConfig
 from .. import bus
 from ..errors import BusError, ConfigError
@@ -124,6 +125,9 @@ class StoreConfig(_Section):
     path: LaxPath = Field(default_factory=lambda: user_data_dir() / "store", description="the store's folder")
     fsync: bool = Field(False, description="false: survives kill -9; true: also survives power loss")
     flush_interval: float = Field(60.0, gt=0, description="seconds of samples kept in the WAL tail")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description=(
+        "[store.retention]: how long raw samples (per metric) and rollup cells (per level) are kept "
+        "(docs/consumers/store.md)"))
     postgresql: PgStoreConfig | None = Field(
         None, description="backend = 'postgresql': server, schema, write mode (docs/consumers/postgresql.md)")
 

@@ -18,6 +18,8 @@ from ...sample import counter_range, is_counter
 from .catalog import ENERGY, NET_IN, NET_OUT, POWER, Catalog, ProbeView, last_value, read
 from .params import finite, iso, parse_duration_ms, seconds
 
+#: /series steps that are a multiple of this use ``store.buckets`` (rollups) when the store has it.
+ROLLUP_STEP_MS = 60_000
 AGGREGATES = {"avg": ("avg",), "min": ("min",), "max": ("max",), "minmax": ("min", "avg", "max")}
 
 
@@ -38,15 +40,29 @@ def amount_json(e: energy.Energy, price: float | None = None) -> dict[str, Any]:
 # -- energy ---------------------------------------------------------------------------------
 
 
+def store_energy(store, keys: list[tuple[str, str]], start_ms: int, end_ms: int, gaps: list[int],
+                 use_rollups: bool = True) -> dict | None:
+    """``store.energy`` (whole rollup buckets + raw edges) when the store has it, else None."""
+    fn = getattr(store, "energy", None)
+    if fn is None or not use_rollups or not keys:
+        return None
+    return fn(keys, start_ms, end_ms, gaps)
+
+
 def probe_energies(store, views: list[ProbeView], start_ms: int, end_ms: int,
-                   max_gap_s: float) -> dict[str, tuple[energy.Energy, str | None]]:
+                   max_gap_s: float, use_rollups: bool = True) -> dict[str, tuple[energy.Energy, str | None]]:
     """Energy of each probe over the range and how it was found ("counter", "integrated", None).
 
     An energy counter is preferred to integrating power when a probe has both.  A probe
     without energy data (known from the topology only) gets zero energy and no coverage.
+    With a store that has rollups, whole buckets come from them (the same answer).
     """
     gaps = {v.id: energy.gap_limit_ms(v.probe.period, max_gap_s) for v in views}
     keys = {v.id: (v.id, ENERGY if v.energy_method == "counter" else POWER) for v in views if v.energy_method}
+    fast = store_energy(store, list(keys.values()), start_ms, end_ms, [gaps[p] for p in keys], use_rollups)
+    if fast is not None:
+        return {v.id: (fast[keys[v.id]], v.energy_method) if v.id in keys
+                else (energy.Energy.zero(end_ms - start_ms), None) for v in views}
     pad = max(gaps.values(), default=0)
     data = read(store, list(keys.values()), start_ms - pad, end_ms + pad)
     out = {}
@@ -64,7 +80,8 @@ def probe_energies(store, views: list[ProbeView], start_ms: int, end_ms: int,
 
 
 def energy_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probes: list[str] = (),
-                  nodes: list[str] = (), max_gap_s: float, price_per_kwh: float, currency: str) -> dict:
+                  nodes: list[str] = (), max_gap_s: float, price_per_kwh: float, currency: str,
+                  use_rollups: bool = True) -> dict:
     """Energy per probe and per node over ``[start_ms, end_ms]``, with cost and coverage.
 
     With ``probes``: those probes only.  With ``nodes``: those nodes and their probes.
@@ -88,7 +105,7 @@ def energy_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probes
             network_only = member.is_network and not member.energy_method
             if not network_only and all(v.id != pid for v in views):
                 views.append(member)
-    per_probe = probe_energies(store, views, start_ms, end_ms, max_gap_s)
+    per_probe = probe_energies(store, views, start_ms, end_ms, max_gap_s, use_rollups)
     answer = {**span_json(start_ms, end_ms), "price_per_kwh": price_per_kwh, "currency": currency,
               "probes": {}, "nodes": {}}
     for pid, (e, method) in per_probe.items():
@@ -108,7 +125,7 @@ def _node_json(catalog: Catalog, node: str, per_probe, price: float) -> dict[str
 
 
 def traffic_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probes: list[str] = (),
-                   max_gap_s: float) -> dict:
+                   max_gap_s: float, use_rollups: bool = True) -> dict:
     """Bytes received and sent by network probes over the range (counter increases)."""
     views = [catalog.resolve(p) for p in probes] or [v for v in catalog.probes.values() if v.is_network]
     for v in views:
@@ -118,12 +135,16 @@ def traffic_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probe
     gaps = {v.id: energy.gap_limit_ms(v.probe.period, max_gap_s) for v in views}
     keys = [(v.id, m) for v in views for m in (NET_IN, NET_OUT) if m in v.metrics]
     pad = max(gaps.values(), default=0)
-    data = read(store, keys, start_ms - pad, end_ms + pad)
+    fast = store_energy(store, keys, start_ms, end_ms, [gaps[p] for p, _ in keys], use_rollups)
+    data = {k: None for k in keys} if fast is not None else read(store, keys, start_ms - pad, end_ms + pad)
     answer = {**span_json(start_ms, end_ms), "probes": {}}
     for v in views:
         entry = answer["probes"][v.id] = {}
         for metric in (NET_IN, NET_OUT):
-            if (v.id, metric) in data:
+            if (v.id, metric) in data and fast is not None:
+                e = fast[(v.id, metric)]
+                entry[metric] = {"bytes": e.joules, "coverage": e.coverage, "covered_s": e.covered_ms / 1000}
+            elif (v.id, metric) in data:
                 t, b = data[(v.id, metric)]
                 e = energy.counter_increase(t, b, start_ms, end_ms, gaps[v.id], v.counter_range(metric))
                 entry[metric] = {"bytes": e.joules, "coverage": e.coverage, "covered_s": e.covered_ms / 1000}
@@ -157,7 +178,8 @@ def series_step(resolution: str, start_ms: int, end_ms: int, max_points: int) ->
 
 
 def series_report(store, catalog: Catalog, names: list[str], metric: str, start_ms: int, end_ms: int,
-                  *, resolution: str = "auto", agg: str = "minmax", max_points: int) -> dict:
+                  *, resolution: str = "auto", agg: str = "minmax", max_points: int,
+                  use_rollups: bool = True) -> dict:
     """Points of ``metric`` for each probe: raw samples or per-bucket aggregates.
 
     ``resolution``: ``raw`` (refused when a series has more than ``max_points`` samples in
@@ -171,14 +193,19 @@ def series_report(store, catalog: Catalog, names: list[str], metric: str, start_
     views = [catalog.resolve(n) for n in names]
     infos = {v.id: catalog.metric(v, metric) for v in views}
     keys = [(v.id, metric) for v in views]
-    data = read(store, keys, first, end_ms)
+    rolled = use_rollups and step is not None and step % ROLLUP_STEP_MS == 0 and hasattr(store, "buckets")
+    if rolled:  # whole buckets from the store's rollups, the others from raw samples: the same points
+        data = store.buckets(keys, first, end_ms - 1, step) if end_ms > first else {}
+    else:
+        data = read(store, keys, first, end_ms)
     out = []
     for v in views:
-        t, val = data[(v.id, metric)]
-        if step is None:
-            points, columns = _raw(v.id, metric, t, val, max_points)
+        if rolled:
+            points, columns = _from_buckets(data.get((v.id, metric)), AGGREGATES[agg])
+        elif step is None:
+            points, columns = _raw(v.id, metric, *data[(v.id, metric)], max_points)
         else:
-            points, columns = _bucketed(t, val, first, end_ms, step, AGGREGATES[agg])
+            points, columns = _bucketed(*data[(v.id, metric)], first, end_ms, step, AGGREGATES[agg])
         s = infos[v.id].series
         out.append({"probe": v.id, "metric": metric, "unit": s.unit, "kind": s.kind,
                     "provenance": s.provenance, "step": None if step is None else step / 1000.0,
@@ -193,6 +220,14 @@ def _raw(probe: str, metric: str, t: np.ndarray, v: np.ndarray, max_points: int)
                          f"max_points={max_points}; use resolution=auto (or a step such as 1m), "
                          "or ask for a shorter range")
     return [[seconds(a), finite(b)] for a, b in zip(t.tolist(), v.tolist())], ["t", "value"]
+
+
+def _from_buckets(b: dict | None, aggs: tuple[str, ...]):
+    if b is None or not len(b["t"]):
+        return [], ["t", *aggs]
+    cols = [b["t"].tolist()] + [b[a].tolist() for a in aggs]
+    points = [[seconds(row[0]), *map(finite, row[1:])] for row in zip(*cols)]
+    return points, ["t", *aggs]
 
 
 def _bucketed(t, v, start_ms: int, end_ms: int, step: int, aggs: tuple[str, ...]):

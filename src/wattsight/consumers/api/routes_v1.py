@@ -141,6 +141,31 @@ def get_health(ctx: ApiContext = Depends(context)) -> dict[str, Any]:
     }
 
 
+@router.get("/storage", summary="Disk use, and per metric: samples, bytes, oldest and newest sample")
+def get_storage(ctx: ApiContext = Depends(context)) -> dict[str, Any]:
+    """From ``store.usage()`` when the store has it (the embedded store: segments, log, rollups
+    and retention rules); otherwise the store's counters and the per-metric summary."""
+    usage = getattr(ctx.store, "usage", None)
+    if usage is not None:
+        out = plain(usage())
+    else:
+        stats = plain(ctx.store.stats())
+        metrics: dict[str, dict[str, Any]] = {}
+        for info in ctx.store.series():
+            m = metrics.setdefault(info.series.metric, {"series": 0, "samples": 0, "oldest_ms": info.first_t,
+                                                        "newest_ms": info.last_t})
+            m["series"] += 1
+            m["samples"] += info.count
+            m["oldest_ms"], m["newest_ms"] = min(m["oldest_ms"], info.first_t), max(m["newest_ms"], info.last_t)
+        out = {"backend": stats.get("backend"), "bytes_on_disk": stats.get("bytes_on_disk"),
+               "metrics": dict(sorted(metrics.items()))}
+    for m in out.get("metrics", {}).values():
+        for end in ("oldest", "newest"):
+            ms = m.pop(f"{end}_ms")
+            m[end], m[f"{end}_iso"] = seconds(ms), iso(ms)
+    return out
+
+
 @router.get("/drivers", summary="The runner's state of each driver")
 def get_drivers(ctx: ApiContext = Depends(context)) -> dict[str, Any]:
     """``runner`` is false (and ``drivers`` empty) when no runner runs in this process."""

@@ -14,6 +14,10 @@ Layout of ``config.path``::
     LOCK                        held while a process has the store open
     wal/000000000042.wal        write-ahead log files (see wal.py)
     segments/<lo>-<hi>.parquet  immutable segments covering WAL files lo..hi (see segment.py)
+    rollups/<level>/<ms>.parquet  1 min / 1 h / 1 day cells, updated at each flush (rollup_files.py)
+
+Queries whose resolution allows use the rollups (``buckets()``, ``energy()``: rollup_query.py);
+the background thread also applies ``[store.retention]`` (retention.py).
 
 ``handle()`` returns once the batch is in the log, so it survives ``kill -9`` (and power loss
 with ``fsync = true``).  A new Store on the same path deletes half-written segment files,
@@ -29,18 +33,25 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from ...codec import encode_batch
-from ...config import StoreConfig
+from ...energy import Energy
 from ...errors import StoreError
 from ...sample import Batch, now_ms
+from . import retention as rt
+from . import rollup_query
+from .rollup_files import Rollups, catch_up, roll
 from .segment import Segment, fsync_dir, write_segment
 from .tail import Registry, SeriesInfo, Tail, batch_columns, select
 from .wal import Problem, Wal, replay, wal_files
 
-__all__ = ["Store", "SeriesInfo"]
+if TYPE_CHECKING:  # not at run time: wattsight.config imports RetentionConfig from this package
+    from ...config import StoreConfig
+
+__all__ = ["SeriesInfo", "Store"]
 
 log = logging.getLogger("wattsight.store")
 
@@ -56,8 +67,10 @@ class Store:
     MERGE_MAX_ROWS = 16_000_000
     ROW_GROUP_SIZE = 1 << 20
 
-    def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms,
+                 retention: rt.RetentionConfig | None = None) -> None:
         self.config = config
+        self.retention = retention or getattr(config, "retention", None) or rt.RetentionConfig()
         self.path = Path(config.path)
         self.clock = clock
         self._lock = threading.Lock()  # the tail, registry, WAL and segment list
@@ -67,13 +80,17 @@ class Store:
         self._frozen: list[Tail] = []  # tails being written as segments, still read from memory
         self._segments: list[Segment] = []  # by WAL range; replaced, never changed in place
         self._problems: list[Problem] = []
-        self._n = dict(batches_total=0, flushes=0, merges=0, flush_errors=0, replayed_batches=0,
-                       replayed_samples=0, wal_torn=0, wal_corrupt=0, temp_files_removed=0)
+        self._n = {"batches_total": 0, "flushes": 0, "merges": 0, "flush_errors": 0, "replayed_batches": 0,
+                       "replayed_samples": 0, "wal_torn": 0, "wal_corrupt": 0, "temp_files_removed": 0,
+                       "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0}
         self._last_flush_ms: int | None = None
+        self._last_retention_ms: int | None = None
         self._closed = False
         self._lockfile = _lock(self.path)
         try:
             self._wal = self._recover()
+            self._rollups = Rollups(self.path / "rollups")
+            catch_up(self, self._rollups)
         except BaseException:
             os.close(self._lockfile)
             raise
@@ -123,6 +140,8 @@ class Store:
                 raise
             with self._lock:
                 self._segments = [*self._segments, seg]
+            roll(self, self._rollups, frozen.columns(), hi)  # before the rows leave memory (see buckets)
+            with self._lock:
                 self._frozen = [f for f in self._frozen if f is not frozen]
                 self._n["flushes"] += 1
                 self._last_flush_ms = self.clock()
@@ -184,7 +203,7 @@ class Store:
                     self._wal.path.unlink()
             os.close(self._lockfile)
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -196,6 +215,10 @@ class Store:
             try:
                 self.flush()
                 self.compact()
+                now = self.clock()
+                due = self._last_retention_ms is None or now - self._last_retention_ms >= self.retention.interval * 1e3
+                if self.retention.active and due:
+                    self.apply_retention(now)
             except StoreError as exc:  # the samples stay in the log and memory; retried next time
                 log.error("%s (retrying in %g s)", exc, self.config.flush_interval)
             except Exception:  # this thread's boundary: a bug must not stop every later flush
@@ -250,6 +273,54 @@ class Store:
                    bytes_per_sample=seg_bytes / seg_rows if seg_rows else None,
                    problems=[str(p) for p in self._problems], path=str(self.path))
         return out
+
+    def unflushed_span(self) -> int | None:
+        """The oldest time of the samples still in memory (not in the rollups yet), or None."""
+        with self._lock:
+            chunks = [c for f in self._frozen for c in f.chunks] + self._tail.chunks
+        return min((c.tmin for c in chunks), default=None)
+
+    def buckets(self, keys: list[Key], start_ms: int, end_ms: int, step_ms: int, *,
+                use_rollups: bool = True) -> dict[Key, dict]:
+        """Per key, buckets of ``step_ms`` from ``start_ms`` over [start, end]: t (bucket start), n,
+        min, avg, max, last of the finite values; from rollups where the step and start allow."""
+        keys = self._known(keys)
+        return rollup_query.buckets(self, self._rollups, keys, int(start_ms), int(end_ms), int(step_ms),
+                                    use_rollups)
+
+    def energy(self, keys: list[Key], start_ms: int, end_ms: int, max_gap_ms, *,
+               use_rollups: bool = True) -> dict[Key, Energy]:
+        """Per key over [start, end]: energy integrated from a gauge (J from W), or a counter's
+        increase (wraps per its kind); ``max_gap_ms`` one int or one per key.  Equals
+        ``energy.integrate``/``counter_increase`` on ``read()`` up to float rounding."""
+        keys = self._known(keys)
+        gaps = [int(max_gap_ms)] * len(keys) if np.isscalar(max_gap_ms) else [int(g) for g in max_gap_ms]
+        return rollup_query.energy(self, self._rollups, keys, int(start_ms), int(end_ms), gaps, use_rollups)
+
+    def _known(self, keys: list[Key]) -> list[Key]:
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        with self._lock:
+            kinds = {k: self._registry.series[self._registry.by_key[k][0]].kind
+                     for k in keys if k in self._registry.by_key}
+        for k in keys:
+            self._rollups.kid(k, kinds.get(k))
+        return keys
+
+    # -- retention ------------------------------------------------------------------------
+    def apply_retention(self, now: int | None = None) -> dict:
+        """Drop the raw samples and rollup cells older than ``[store.retention]`` (one segment
+        rewritten at a time; ingest and reads go on).  Returns what was done (retention.py)."""
+        now = self.clock() if now is None else int(now)
+        done = rt.apply(self, now)
+        self._last_retention_ms = now
+        return done
+
+    def usage(self) -> dict:
+        """Disk use (segments, log, rollups), and per metric: series, samples, bytes, oldest/newest."""
+        with self._lock:
+            segments, infos = self._segments, self._registry.infos()
+        wal_bytes = sum(_size(p) for _, p in wal_files(self._waldir))
+        return rt.usage(self, segments, infos, wal_bytes, self._rollups.usage())
 
     # -- start ---------------------------------------------------------------------------
     @property

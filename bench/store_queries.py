@@ -1,0 +1,153 @@
+"""Query times of the embedded store with and without rollups, in the same run (issue 4, part 2).
+
+A 1 Hz power trace of N probes x D days (0.1 W or 1 W resolution, noise, load phases, a few
+gaps of 10 s .. 10 min) is generated hour by hour, stored through ``Store.handle`` and flushed
+every hour of data (so the rollups are maintained as in production).  Then, each with rollups
+(``Store.energy`` / ``Store.buckets``) and without (raw samples: ``read`` + ``energy.integrate``
+/ ``timeseries.buckets``, as the API did before), best of 3 runs:
+
+- ``energy_all``: energy of every probe over the whole span (the raw path reads 100 probes at a
+  time, to stay within memory);
+- ``probe_day``: one probe's last full day at 2,000 points at most (1 min buckets);
+- ``week_100``: 100 probes over the last 7 days (or the whole span when shorter) as min/avg/max
+  buckets, 2,000 points at most per probe.
+
+One JSON line per figure (``{"figure", "value", "unit", "engine", ...}``).  ``--quick``: 50
+probes x 2 days.  Without it: ``--probes 1000 --days 3`` by default (2.6e8 samples; 1000 x 30
+days would be 2.6e9, too much to generate in one run on a small machine: run ``--probes 100
+--days 30`` for the long span).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import T0_MS, emit
+from wattsight import energy, timeseries
+from wattsight.config import StoreConfig
+from wattsight.consumers.store import Store
+from wattsight.sample import Batch, Series
+
+HOUR, DAY = 3_600_000, 86_400_000
+GAP_MS = 5_000
+
+
+class Trace:
+    """Power of ``probes`` probes at 1 Hz, one hour at a time (state carried between hours)."""
+
+    def __init__(self, probes: int, seed: int = 1) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.n = probes
+        self.level = self.rng.uniform(120, 450, probes)
+        self.res = np.where(np.arange(probes) % 2 == 0, 1.0, 0.1)
+        self.series = tuple(Series(f"bench.pdu-{i}", "power", "W") for i in range(probes))
+
+    def hour(self, h: int) -> Batch:
+        rng, n = self.rng, self.n
+        change = rng.random((n, 3600)) < 1 / 1200  # a new load phase every 20 min on average
+        jumps = np.where(change, rng.uniform(-150, 150, (n, 3600)), 0.0)
+        level = np.clip(self.level[:, None] + np.cumsum(jumps, axis=1), 80, 600)
+        self.level = level[:, -1]
+        v = np.round((level + rng.normal(0, 1.5, (n, 3600))) / self.res[:, None]) * self.res[:, None]
+        keep = np.ones((n, 3600), bool)
+        for p in rng.choice(n, max(1, n // 50), replace=False):  # a few gaps of 10 s .. 10 min
+            a = int(rng.integers(0, 3600))
+            keep[p, a:a + int(rng.integers(10, 600))] = False
+        t = T0_MS + h * HOUR + np.arange(3600, dtype=np.int64) * 1000
+        sidx = np.repeat(np.arange(n, dtype=np.uint32)[None, :], 3600, axis=0).T  # (n, 3600)
+        order = np.argsort(np.broadcast_to(t, (n, 3600))[keep], kind="stable")  # time order, as the bus
+        return Batch(self.series, sidx[keep][order], np.broadcast_to(t, (n, 3600))[keep][order],
+                     v[keep][order])
+
+
+def best(fn, runs: int = 3) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def raw_energy(store: Store, keys, start: int, end: int) -> float:
+    total = 0.0
+    for i in range(0, len(keys), 100):
+        got = store.read(keys[i:i + 100], start - GAP_MS, end + GAP_MS)
+        total += sum(energy.integrate(t, v, start, end, GAP_MS).joules for t, v in got.values())
+    return total
+
+
+def raw_buckets(store: Store, keys, start: int, end: int, step: int) -> int:
+    got = store.read(keys, start, end)
+    return sum(len(timeseries.buckets(t, v, start, end + 1, step)["t"]) for t, v in got.values())
+
+
+def run(probes: int, days: int, path: Path) -> None:
+    trace = Trace(probes)
+    tag = {"probes": probes, "days": days}
+    store = Store(StoreConfig(path=path, flush_interval=10**6))
+    samples, t_ingest, t_flush = 0, 0.0, 0.0
+    for h in range(days * 24):
+        batch = trace.hour(h)
+        a = time.perf_counter()
+        store.handle(batch)
+        b = time.perf_counter()
+        store.flush()  # segment + rollups of the hour
+        store.compact()
+        t_ingest += b - a
+        t_flush += time.perf_counter() - b
+        samples += len(batch)
+    emit("store_queries.samples", samples, "samples", "embedded", **tag)
+    emit("store_queries.handle_rate", samples / t_ingest, "samples/s", "embedded", **tag)
+    emit("store_queries.flush_with_rollups_rate", samples / t_flush, "samples/s", "embedded", **tag)
+    u = store.usage()
+    emit("store_queries.rollup_bytes", u["rollup_bytes"], "B", "embedded", segment_bytes=u["segment_bytes"],
+         **tag)
+    keys = [s.key for s in trace.series]
+    start, end = T0_MS, T0_MS + days * DAY
+    last_day = end - DAY
+    week = max(start, end - 7 * DAY)
+    week_step = timeseries.step_for(week, end, 2000)
+    day_step = timeseries.step_for(last_day, end, 2000)
+    queries = {
+        "energy_all": (lambda: sum(e.joules for e in store.energy(keys, start, end, GAP_MS).values()),
+                       lambda: raw_energy(store, keys, start, end)),
+        "probe_day": (lambda: len(store.buckets(keys[:1], last_day, end - 1, day_step)[keys[0]]["t"]),
+                      lambda: raw_buckets(store, keys[:1], last_day, end - 1, day_step)),
+        "week_100": (lambda: sum(len(b["t"]) for b in store.buckets(keys[:100], week, end - 1, week_step).values()),
+                     lambda: raw_buckets(store, keys[:100], week, end - 1, week_step)),
+    }
+    for name, (fast, slow) in queries.items():
+        tf, a = best(fast)
+        ts, b = best(slow, runs=1 if name == "energy_all" else 3)
+        if name == "energy_all":
+            assert abs(a - b) <= 1e-9 * abs(b), (a, b)
+        else:
+            assert a == b, (name, a, b)
+        extra = {"step_s": (week_step if name == "week_100" else day_step) / 1000} if name != "energy_all" else {}
+        emit(f"store_queries.{name}", tf * 1000, "ms", "embedded+rollups", **tag, **extra)
+        emit(f"store_queries.{name}", ts * 1000, "ms", "embedded raw", **tag, **extra)
+        emit(f"store_queries.{name}.speedup", ts / tf, "x", "rollups vs raw", **tag)
+    store.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="50 probes x 2 days")
+    ap.add_argument("--probes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=3)
+    args = ap.parse_args()
+    probes, days = (50, 2) if args.quick else (args.probes, args.days)
+    with tempfile.TemporaryDirectory(prefix="ws-bench-queries-") as tmp:
+        run(probes, days, Path(tmp) / "store")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Rollup maths: per (key, bucket) *cells* from raw samples, coarser cells from finer ones, and
+energy or min/avg/max buckets put together from cells and raw samples.  numpy only.
+
+A cell summarises the **finite** samples of one series key inside one bucket ``[b, b + size)``
+(non-finite values are missing readings, as in :mod:`wattsight.energy` and
+:mod:`wattsight.timeseries`):
+
+========== =====================================================================================
+n, sum     how many samples, their sum (avg = sum / n)
+min, max   extremes
+first_t/v  the first sample; last_t/v the last one
+acc        the amount over the *inner* intervals (both samples inside the bucket): for a gauge
+           the trapezoid integral in value x ms (power: mJ); for a counter its increase, a
+           lower reading being a wrap (``wrap`` > 0) or a reset (``wrap`` NaN), as
+           :func:`wattsight.energy.wrap_deltas`
+acc_ms     the summed length of the inner intervals
+max_dt     the longest inner interval: the cell's ``acc`` is usable for a query whose gap
+           limit is at least ``max_dt`` (otherwise a finer level, or raw samples, are used)
+========== =====================================================================================
+
+Intervals between two cells are not in either: a query joins consecutive cells (and raw samples
+at its edges) with :func:`combine`, which applies the gap rule and the range clipping exactly as
+:func:`wattsight.energy.integrate` and :func:`~wattsight.energy.counter_increase` do, so that a
+query answered from cells equals the raw answer up to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEVELS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+COLUMNS = {"kid": np.int64, "b": np.int64, "n": np.int64, "sum": np.float64, "min": np.float64,
+           "max": np.float64, "first_t": np.int64, "first_v": np.float64, "last_t": np.int64,
+           "last_v": np.float64, "acc": np.float64, "acc_ms": np.int64, "max_dt": np.int64}
+
+Cells = dict[str, np.ndarray]
+
+
+def empty() -> Cells:
+    return {c: np.zeros(0, dt) for c, dt in COLUMNS.items()}
+
+
+def concat(parts: list[Cells]) -> Cells:
+    parts = [p for p in parts if len(p["kid"])]
+    if not parts:
+        return empty()
+    if len(parts) == 1:
+        return parts[0]
+    return {c: np.concatenate([p[c] for p in parts]) for c in COLUMNS}
+
+
+def take(cells: Cells, pick) -> Cells:
+    return {c: a[pick] for c, a in cells.items()}
+
+
+def sort(cells: Cells) -> Cells:
+    if len(cells["kid"]) < 2:
+        return cells
+    return take(cells, np.lexsort((cells["b"], cells["kid"])))
+
+
+def step_amount(t0, v0, t1, v1, counter: np.ndarray, wrap: np.ndarray) -> np.ndarray:
+    """Per interval: the trapezoid (value x ms) for gauges, the increase for counters."""
+    dt = (t1 - t0).astype(np.float64)
+    gauge = dt * (v0 + (v1 - v0) * 0.5)
+    delta = v1 - v0
+    down = delta < 0
+    if down.any():
+        wrapped = np.where(np.isnan(wrap), v1, (wrap - v0) + v1)
+        delta = np.where(down, wrapped, delta)
+    return np.where(counter, delta, gauge)
+
+
+def _starts(*cols: np.ndarray) -> np.ndarray:
+    change = np.zeros(len(cols[0]), bool)
+    change[0] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    return np.flatnonzero(change)
+
+
+def from_raw(kid: np.ndarray, t: np.ndarray, v: np.ndarray, size: int, counter: np.ndarray,
+             wrap: np.ndarray) -> Cells:
+    """Cells of ``size`` ms from samples sorted by (kid, t) with unique t per kid.
+
+    ``counter`` and ``wrap`` are indexed by kid (bool, and the wrap range or NaN)."""
+    ok = np.isfinite(v)
+    if not ok.all():
+        kid, t, v = kid[ok], t[ok], v[ok]
+    if not len(t):
+        return empty()
+    b = t // size * size
+    starts = _starts(kid, b)
+    ends = np.append(starts[1:], len(t)) - 1
+    same = np.zeros(len(t), bool)  # row i and i + 1 in one cell: an inner interval
+    same[:-1] = (kid[1:] == kid[:-1]) & (b[1:] == b[:-1])
+    dt = np.zeros(len(t), np.int64)
+    dt[:-1] = np.where(same[:-1], t[1:] - t[:-1], 0)
+    amount = np.zeros(len(t), np.float64)
+    if len(t) > 1:
+        k = kid[:-1]
+        amount[:-1] = np.where(same[:-1], step_amount(t[:-1], v[:-1], t[1:], v[1:], counter[k], wrap[k]), 0.0)
+    return {
+        "kid": kid[starts], "b": b[starts], "n": np.diff(np.append(starts, len(t))).astype(np.int64),
+        "sum": np.add.reduceat(v, starts), "min": np.minimum.reduceat(v, starts),
+        "max": np.maximum.reduceat(v, starts), "first_t": t[starts], "first_v": v[starts],
+        "last_t": t[ends], "last_v": v[ends], "acc": np.add.reduceat(amount, starts),
+        "acc_ms": np.add.reduceat(dt, starts), "max_dt": np.maximum.reduceat(dt, starts),
+    }
+
+
+def coarsen(cells: Cells, size: int, counter: np.ndarray, wrap: np.ndarray) -> Cells:
+    """Cells of ``size`` ms from finer cells sorted by (kid, b): the intervals joining two fine
+    cells of one coarse bucket become inner ones."""
+    if not len(cells["kid"]):
+        return empty()
+    kid, b = cells["kid"], cells["b"] // size * size
+    starts = _starts(kid, b)
+    ends = np.append(starts[1:], len(kid)) - 1
+    n = len(kid)
+    same = np.zeros(n, bool)
+    same[:-1] = (kid[1:] == kid[:-1]) & (b[1:] == b[:-1])
+    t0, v0, t1, v1 = cells["last_t"][:-1], cells["last_v"][:-1], cells["first_t"][1:], cells["first_v"][1:]
+    dt = np.zeros(n, np.int64)
+    dt[:-1] = np.where(same[:-1], t1 - t0, 0)
+    amount = np.zeros(n, np.float64)
+    if n > 1:
+        k = kid[:-1]
+        amount[:-1] = np.where(same[:-1], step_amount(t0, v0, t1, v1, counter[k], wrap[k]), 0.0)
+    return {
+        "kid": kid[starts], "b": b[starts], "n": np.add.reduceat(cells["n"], starts),
+        "sum": np.add.reduceat(cells["sum"], starts), "min": np.minimum.reduceat(cells["min"], starts),
+        "max": np.maximum.reduceat(cells["max"], starts), "first_t": cells["first_t"][starts],
+        "first_v": cells["first_v"][starts], "last_t": cells["last_t"][ends],
+        "last_v": cells["last_v"][ends],
+        "acc": np.add.reduceat(cells["acc"] + amount, starts),
+        "acc_ms": np.add.reduceat(cells["acc_ms"] + dt, starts),
+        "max_dt": np.maximum.reduceat(np.maximum(cells["max_dt"], dt), starts),
+    }
+
+
+def points(kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> Cells:
+    """Raw samples as one-sample cells (bucket = t), to be joined with cells by :func:`combine`."""
+    ok = np.isfinite(v)
+    kid, t, v = kid[ok], t[ok], v[ok]
+    z = np.zeros(len(t))
+    return {"kid": kid, "b": t, "n": np.ones(len(t), np.int64), "sum": v, "min": v, "max": v,
+            "first_t": t, "first_v": v, "last_t": t, "last_v": v, "acc": z,
+            "acc_ms": np.zeros(len(t), np.int64), "max_dt": np.zeros(len(t), np.int64)}
+
+
+def combine(pieces: Cells, nkeys: int, start_ms: int, end_ms: int, gap: np.ndarray, counter: np.ndarray,
+            wrap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per kid: (amount, covered ms) over [start, end] from disjoint pieces (cells inside the range
+    whose ``max_dt`` is within the gap limit, and raw samples anywhere near it).
+
+    Gauges give joules (value x s), counters their increase.  The joining intervals are clipped
+    and bridged as in :mod:`wattsight.energy`."""
+    amount = np.zeros(nkeys)
+    covered = np.zeros(nkeys, np.int64)
+    if not len(pieces["kid"]):
+        return amount, covered
+    order = np.lexsort((pieces["first_t"], pieces["kid"]))
+    p = take(pieces, order)
+    kid = p["kid"]
+    inner = np.bincount(kid, weights=p["acc"], minlength=nkeys)
+    covered += np.bincount(kid, weights=p["acc_ms"], minlength=nkeys).astype(np.int64)
+    if len(kid) > 1:
+        same = kid[1:] == kid[:-1]
+        k = kid[:-1][same]
+        t0, v0 = p["last_t"][:-1][same], p["last_v"][:-1][same]
+        t1, v1 = p["first_t"][1:][same], p["first_v"][1:][same]
+        dt = t1 - t0
+        a, b = np.clip(t0, start_ms, end_ms), np.clip(t1, start_ms, end_ms)
+        overlap = np.where((dt > 0) & (dt <= gap[k]), b - a, 0)
+        span = np.where(dt > 0, dt, 1).astype(np.float64)
+        mid = ((a - t0) + (b - t0)).astype(np.float64) / (2.0 * span)
+        gauge = overlap.astype(np.float64) * (v0 + (v1 - v0) * mid)
+        delta = step_amount(t0, v0, t1, v1, np.ones(len(k), bool), wrap[k])
+        share = np.where(overlap == dt, delta, delta * (overlap / span))
+        share = np.where(overlap > 0, share, 0.0)
+        inner += np.bincount(k, weights=np.where(counter[k], share, gauge), minlength=nkeys)
+        covered += np.bincount(k, weights=overlap, minlength=nkeys).astype(np.int64)
+    return np.where(counter, inner, inner / 1000.0), covered
+
+
+def to_buckets(cells: Cells, start_ms: int, step_ms: int) -> Cells:
+    """Cells sorted by (kid, b), grouped into buckets of ``step_ms`` from ``start_ms`` (b = bucket start)."""
+    if not len(cells["kid"]):
+        return empty()
+    shifted = dict(cells, b=start_ms + (cells["b"] - start_ms) // step_ms * step_ms)
+    return coarsen_stats(shifted)
+
+
+def coarsen_stats(cells: Cells) -> Cells:
+    """n/sum/min/max/first/last per (kid, b) of cells sorted by (kid, b) (no amounts)."""
+    kid, b = cells["kid"], cells["b"]
+    starts = _starts(kid, b)
+    ends = np.append(starts[1:], len(kid)) - 1
+    out = {c: cells[c][starts] for c in ("kid", "b", "first_t", "first_v")}
+    out.update(last_t=cells["last_t"][ends], last_v=cells["last_v"][ends],
+               n=np.add.reduceat(cells["n"], starts), sum=np.add.reduceat(cells["sum"], starts),
+               min=np.minimum.reduceat(cells["min"], starts), max=np.maximum.reduceat(cells["max"], starts),
+               acc=np.zeros(len(starts)), acc_ms=np.zeros(len(starts), np.int64),
+               max_dt=np.zeros(len(starts), np.int64))
+    return out

@@ -1,0 +1,327 @@
+"""Rollup storage: cells per level in Parquet partitions, kept up to date at each flush.
+
+Layout under ``<store>/rollups``::
+
+    STATE.json                       {"covered_hi": N}: the rollups hold every segment up to WAL file N
+    1m/<partition start ms>.parquet  1 min cells of one hour   (60 per key)
+    1h/<partition start ms>.parquet  1 h cells of one day      (24 per key)
+    1d/<partition start ms>.parquet  1 day cells of 30 days    (30 per key)
+
+Cells are keyed by (probe, metric), like ``Store.read``; a partition file names its keys and
+their kinds in its metadata.  :meth:`Rollups.update` recomputes the 1 min cells of the minutes
+a flush touched *from the raw samples* (so late samples and samples sent again give exactly the
+cells a full rebuild would), then the touched hours from the 1 min cells and the touched days
+from the hours.  Files are written whole under a temporary name, fsynced and renamed; STATE
+last.  A start whose STATE is behind the segments (a crash in between, or a store written
+before rollups existed) recomputes the cells of the segments it does not cover.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ...errors import StoreError
+from ...sample import counter_range, is_counter
+from . import rollup as ru
+from .segment import fsync_dir
+
+log = logging.getLogger("wattsight.store")
+
+Key = tuple[str, str]
+M, H, D = ru.LEVELS["1m"], ru.LEVELS["1h"], ru.LEVELS["1d"]
+PART = {"1m": H, "1h": D, "1d": 30 * D}
+KEYS_META = b"wattsight.rollup.keys"
+#: read(kids, lo, hi) -> (kid, t, v) sorted by (kid, t): the raw samples of those keys in [lo, hi].
+Reader = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class Rollups:
+    """The cells of every level: partitions loaded on demand (LRU within ``budget_rows``)."""
+
+    def __init__(self, path: Path, budget_rows: int = 4_000_000) -> None:
+        self.path = path
+        self.budget_rows = budget_rows
+        self.keys: list[Key] = []
+        self.kinds: list[str] = []
+        self._kid: dict[Key, int] = {}
+        self.counter = np.zeros(0, bool)
+        self.wrap = np.zeros(0)
+        self._lock = threading.Lock()
+        self._parts: OrderedDict[tuple[str, int], ru.Cells] = OrderedDict()
+        self._dirty: set[tuple[str, int]] = set()
+        self.broken = False  # an update failed half-way: queries use raw samples until a restart
+        for level in ru.LEVELS:
+            (path / level).mkdir(parents=True, exist_ok=True)
+            for tmp in (path / level).glob(".tmp-*"):
+                tmp.unlink()
+        self.files: dict[str, set[int]] = {lv: {int(p.stem) for p in (path / lv).glob("*.parquet")}
+                                           for lv in ru.LEVELS}
+        try:
+            self.covered_hi = int(json.loads((path / "STATE.json").read_text())["covered_hi"])
+        except (OSError, ValueError, KeyError):
+            self.covered_hi = 0
+
+    # -- keys ------------------------------------------------------------------------------
+    def kid(self, key: Key, kind: str | None = None) -> int:
+        """The index of ``key`` (registered with ``kind`` when new; a known key keeps its kind)."""
+        k = self._kid.get(key)
+        if k is not None and (kind is None or self.kinds[k] is not None):
+            return k
+        with self._lock:
+            k = self._kid.get(key)
+            if k is None:
+                k = len(self.keys)
+                self.counter = np.append(self.counter, False)
+                self.wrap = np.append(self.wrap, np.nan)
+                self.keys.append(key)
+                self.kinds.append(None)  # not known yet: a gauge until a kind is given
+                self._kid[key] = k
+            if kind is not None and self.kinds[k] is None:
+                counter, wrap = self.counter.copy(), self.wrap.copy()
+                counter[k], wrap[k] = is_counter(kind), counter_range(kind) or np.nan
+                self.counter, self.wrap = counter, wrap
+                self.kinds[k] = kind
+        return k
+
+    def known(self, key: Key) -> int | None:
+        return self._kid.get(key)
+
+    # -- partitions ------------------------------------------------------------------------
+    def _file(self, level: str, p: int) -> Path:
+        return self.path / level / f"{p}.parquet"
+
+    def _part(self, level: str, p: int) -> ru.Cells | None:
+        with self._lock:
+            got = self._parts.get((level, p))
+            if got is not None:
+                self._parts.move_to_end((level, p))
+                return got
+            if p not in self.files[level]:
+                return None
+        cells = self._load(level, p)
+        with self._lock:
+            self._parts.setdefault((level, p), cells)
+            self._evict()
+            return self._parts[(level, p)]
+
+    def _load(self, level: str, p: int) -> ru.Cells:
+        path = self._file(level, p)
+        try:
+            f = pq.ParquetFile(path)
+            table = f.read()
+            names = json.loads(f.metadata.metadata[KEYS_META])
+        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+            raise StoreError(f"{path}: cannot read rollup partition: {exc}. Delete it and its "
+                             "STATE.json to rebuild the rollups from the raw samples") from exc
+        lut = np.asarray([self.kid((a, b), kind) for a, b, kind in names], np.int64)
+        cells = {c: table.column(c).to_numpy().astype(dt) for c, dt in ru.COLUMNS.items() if c != "kid"}
+        cells["kid"] = lut[table.column("kid").to_numpy()] if len(lut) else np.zeros(0, np.int64)
+        return ru.sort(cells)
+
+    def _evict(self) -> None:
+        rows = sum(len(c["kid"]) for c in self._parts.values())
+        for key in list(self._parts):
+            if rows <= self.budget_rows:
+                break
+            if key not in self._dirty:
+                rows -= len(self._parts.pop(key)["kid"])
+
+    def _partitions(self, level: str, lo: int, hi: int) -> list[int]:
+        """Starts of the partitions of ``level`` (on disk or in memory) that overlap [lo, hi)."""
+        first = lo // PART[level] * PART[level]
+        with self._lock:
+            known = self.files[level] | {p for lv, p in self._parts if lv == level}
+        return sorted(p for p in known if first <= p < hi)
+
+    def read(self, level: str, kids: np.ndarray, lo: int, hi: int) -> ru.Cells:
+        """Cells of ``level`` for ``kids`` with ``lo <= b < hi``, sorted by (kid, b)."""
+        kids = np.asarray(kids, np.int64)
+        parts = []
+        for p in self._partitions(level, lo, hi):
+            cells = self._part(level, p)
+            if cells is None or not len(cells["kid"]):
+                continue
+            sel = np.isin(cells["kid"], kids) & (cells["b"] >= lo) & (cells["b"] < hi)
+            if sel.any():
+                parts.append(ru.take(cells, sel))
+        return ru.sort(ru.concat(parts))
+
+    def _replace(self, level: str, kids: np.ndarray, lo: int, hi: int, new: ru.Cells) -> None:
+        """Cells of ``kids`` in [lo, hi) become ``new`` (copy on write: readers keep the old arrays)."""
+        size = PART[level]
+        for p in range(lo // size * size, hi, size):
+            old = self._part(level, p) or ru.empty()
+            keep = ~(np.isin(old["kid"], kids) & (old["b"] >= lo) & (old["b"] < hi))
+            mine = (new["b"] >= p) & (new["b"] < p + size)
+            cells = ru.sort(ru.concat([ru.take(old, keep), ru.take(new, mine)]))
+            with self._lock:
+                self._parts[(level, p)] = cells
+                self._parts.move_to_end((level, p))
+                self._dirty.add((level, p))
+
+    # -- updates ---------------------------------------------------------------------------
+    def update(self, kid: np.ndarray, t: np.ndarray, read: Reader) -> None:
+        """Recompute the cells touched by rows (kid, t) that are now in the raw store."""
+        if not len(t):
+            return
+        hours: dict[int, set[int]] = {}  # day -> touched hours
+        hour_kids: dict[int, np.ndarray] = {}
+        h_of = t // H
+        for h in np.unique(h_of).tolist():
+            sel = h_of == h
+            kids = np.unique(kid[sel])
+            lo, hi = int(t[sel].min()) // M * M, int(t[sel].max()) // M * M + M
+            k, tt, vv = read(kids, lo, hi - 1)
+            self._replace("1m", kids, lo, hi, ru.from_raw(k, tt, vv, M, self.counter, self.wrap))
+            hours.setdefault(h * H // D, set()).add(h)
+            hour_kids[h] = kids
+        for day, hs in sorted(hours.items()):
+            kids = np.unique(np.concatenate([hour_kids[h] for h in hs]))
+            lo, hi = min(hs) * H, max(hs) * H + H
+            fine = self.read("1m", kids, lo, hi)
+            self._replace("1h", kids, lo, hi, ru.coarsen(fine, H, self.counter, self.wrap))
+            fine = self.read("1h", kids, day * D, day * D + D)
+            self._replace("1d", kids, day * D, day * D + D, ru.coarsen(fine, D, self.counter, self.wrap))
+
+    def save(self, covered_hi: int) -> None:
+        """Write the changed partitions, then STATE (the WAL number the cells now cover)."""
+        with self._lock:
+            dirty = sorted(self._dirty)
+            self._dirty.clear()
+            snap = {k: self._parts[k] for k in dirty}
+        try:
+            for (level, p), cells in snap.items():
+                self._write(level, p, cells)
+            dirs = {self.path / level for level, _ in dirty}
+            for d in dirs:
+                fsync_dir(d)
+            _atomic(self.path / "STATE.json", json.dumps({"covered_hi": covered_hi}).encode())
+        except OSError as exc:
+            with self._lock:
+                self._dirty.update(dirty)
+            raise StoreError(f"{self.path}: cannot write rollups: {exc}. Queries still use them from "
+                             "memory; they are rebuilt from the raw samples at the next start") from exc
+        self.covered_hi = covered_hi
+
+    def _write(self, level: str, p: int, cells: ru.Cells) -> None:
+        path = self._file(level, p)
+        if not len(cells["kid"]):
+            path.unlink(missing_ok=True)
+            self.files[level].discard(p)
+            return
+        used, local = np.unique(cells["kid"], return_inverse=True)
+        names = [[*self.keys[k], self.kinds[k] or "gauge"] for k in used.tolist()]
+        cols = {"kid": pa.array(local.astype(np.int32))}
+        cols.update({c: pa.array(cells[c]) for c in ru.COLUMNS if c != "kid"})
+        table = pa.table(cols).replace_schema_metadata({KEYS_META: json.dumps(names)})
+        tmp = path.with_name(f".tmp-{path.name}")
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.files[level].add(p)
+
+    # -- retention and usage ---------------------------------------------------------------
+    def drop_before(self, level: str, cutoff_ms: int) -> int:
+        """Delete the partitions of ``level`` that end at or before ``cutoff_ms``; returns how many."""
+        gone = [p for p in sorted(self.files[level]) if p + PART[level] <= cutoff_ms]
+        for p in gone:
+            with self._lock:
+                self._parts.pop((level, p), None)
+                self._dirty.discard((level, p))
+                self.files[level].discard(p)
+            self._file(level, p).unlink(missing_ok=True)
+        if gone:
+            fsync_dir(self.path / level)
+        return len(gone)
+
+    def usage(self) -> dict[str, dict]:
+        out = {}
+        for level in ru.LEVELS:
+            parts = sorted(self.files[level])
+            size = sum(_size(self._file(level, p)) for p in parts)
+            out[level] = {"partitions": len(parts), "bytes": size,
+                          "from_ms": parts[0] if parts else None,
+                          "to_ms": parts[-1] + PART[level] if parts else None}
+        return out
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+# -- glue with the Store ----------------------------------------------------------------------
+def _kids_of(store, R: Rollups, sid: np.ndarray) -> np.ndarray:
+    """Rollup key ids of store series ids (a key takes the kind of its first series)."""
+    with store._lock:
+        series = list(store._registry.series)
+    lut = getattr(R, "_sid_lut", [])
+    for s in series[len(lut):]:
+        lut.append(R.kid(s.key, s.kind))
+    R._sid_lut = lut
+    return np.asarray(lut, np.int64)[sid]
+
+
+def _reader(store, R: Rollups) -> Reader:
+    def read(kids: np.ndarray, lo: int, hi: int):
+        keys = [R.keys[k] for k in kids.tolist()]
+        got = store.read(keys, lo, hi)
+        parts = [(np.full(len(got[key][0]), k, np.int64), *got[key]) for k, key in zip(kids.tolist(), keys)]
+        return tuple(np.concatenate(c) for c in zip(*parts)) if parts else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    return read
+
+
+def roll(store, R: Rollups, columns, hi: int) -> None:
+    """After a flush made rows (sid, t, v) durable as the segment ending at WAL file ``hi``."""
+    if R.broken:
+        return
+    sid, t, _ = columns
+    try:
+        R.update(_kids_of(store, R, sid), t, _reader(store, R))
+    except Exception:  # queries fall back to raw samples; the next start rebuilds from STATE
+        R.broken = True
+        store._n["rollup_errors"] += 1
+        log.exception("%s: rollup update failed; queries read raw samples until the next start", R.path)
+        return
+    try:
+        R.save(hi)
+    except StoreError as exc:
+        store._n["rollup_errors"] += 1
+        log.error("%s", exc)
+
+
+def catch_up(store, R: Rollups) -> None:
+    """At start: the cells of the segments that STATE does not cover (a crash, an older store)."""
+    todo = [s for s in store._segments if s.hi > R.covered_hi]
+    for seg in todo:
+        local, t, _ = seg.read_all()
+        ids = store._registry.id_map(seg.series)
+        R.update(_kids_of(store, R, ids[local]), t, _reader(store, R))
+        log.info("%s: rollups rebuilt for %d samples of segment %s", R.path, len(t), seg.path.name)
+    if todo:
+        R.save(max(s.hi for s in store._segments))
