@@ -289,3 +289,26 @@ def test_a_malformed_batch_is_refused_before_the_log(tmp_path):
     with open_store(tmp_path) as again:  # replays the log of the store left open
         assert again.stats()["replayed_batches"] == 1 and again.stats()["wal_corrupt"] == 0
         assert again.read([KEY], *ALL)[KEY][1].tolist() == [1.0]
+
+
+def test_a_large_tail_is_flushed_before_the_interval_is_up(tmp_path):
+    """At millions of samples per second a minute of tail would fill the memory: FLUSH_ROWS
+    samples waiting wake the flush thread at once."""
+    import time
+
+    store = Store(StoreConfig(path=tmp_path / "s", flush_interval=3600.0))
+    store.FLUSH_ROWS = 5_000
+    try:
+        s = Series("a.x", "power", "W")
+        store.handle(Batch.of_series(s, np.arange(4_000), np.full(4_000, 1.0)))
+        assert store.stats()["flushes"] == 0
+        store.handle(Batch.of_series(s, np.arange(4_000, 8_000), np.full(4_000, 1.0)))
+        deadline = time.monotonic() + 60
+        while store.stats()["flushes"] == 0:
+            assert time.monotonic() < deadline, "the full tail was not flushed"
+            time.sleep(0.05)
+        assert store.stats()["tail_samples"] == 0
+        t, v = store.read([("a.x", "power")], 0, 8_000)[("a.x", "power")]
+        assert len(t) == 8_000
+    finally:
+        store.close()

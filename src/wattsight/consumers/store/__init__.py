@@ -66,6 +66,9 @@ class Store:
     MERGE_FANOUT = 8
     MERGE_MAX_ROWS = 16_000_000
     ROW_GROUP_SIZE = 1 << 20
+    #: A tail this large is flushed at once, before ``flush_interval`` is up: at millions of
+    #: samples per second, a minute of samples would otherwise fill the memory.
+    FLUSH_ROWS = 8_000_000
 
     def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms,
                  retention: rt.RetentionConfig | None = None) -> None:
@@ -95,6 +98,7 @@ class Store:
             os.close(self._lockfile)
             raise
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by handle() when the tail reaches FLUSH_ROWS
         self._thread = threading.Thread(target=self._run, name="store-flush", daemon=True)
         self._thread.start()
 
@@ -120,6 +124,8 @@ class Store:
         self._tail.append(sid, t, v)
         self._registry.update(sid, t, v)
         self._n["batches_total"] += 1
+        if self._tail.rows >= self.FLUSH_ROWS:
+            self._wake.set()
 
     def flush(self) -> None:
         """Write the tail as a segment and delete the log files it covers (no-op if empty)."""
@@ -192,6 +198,7 @@ class Store:
         if self._closed:
             return
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         try:
             self.flush()
@@ -210,8 +217,12 @@ class Store:
         self.close()
 
     def _run(self) -> None:
-        """The flush thread: every ``flush_interval`` s, a segment, then merges."""
-        while not self._stop.wait(self.config.flush_interval):
+        """The flush thread: every ``flush_interval`` s (or at ``FLUSH_ROWS``), a segment, then merges."""
+        while True:
+            self._wake.wait(self.config.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
                 self.compact()
