@@ -2,12 +2,15 @@
 
 A 1 Hz power trace of N probes x D days (0.1 W or 1 W resolution, noise, load phases, a few
 gaps of 10 s .. 10 min) is generated hour by hour, stored through ``Store.handle`` and flushed
-every hour of data (so the rollups are maintained as in production).  Then, each with rollups
-(``Store.energy`` / ``Store.buckets``) and without (raw samples: ``read`` + ``energy.integrate``
-/ ``timeseries.buckets``, as the API did before), best of 3 runs:
+every hour of data (so the rollups are maintained as in production).  Then each query with
+rollups (``Store.energy`` / ``Store.buckets``, best of 5 runs) and without (raw samples: ``read`` +
+``energy.integrate`` / ``timeseries.buckets``, as the API did before; best of 3, energy once),
+the answers checked equal:
 
 - ``energy_all``: energy of every probe over the whole span (the raw path reads 100 probes at a
-  time, to stay within memory);
+  time, to stay within memory); ``energy_all_1d``: over the first day only (with the whole span:
+  how the cost grows with the span); ``energy_all_unaligned``: from 12 h 17.3 s after the start
+  to 5 h 41.7 s before the end (edges inside minutes: raw samples there);
 - ``probe_day``: one probe's last full day at 2,000 points at most (1 min buckets);
 - ``week_100``: 100 probes over the last 7 days (or the whole span when shorter) as min/avg/max
   buckets, 2,000 points at most per probe.
@@ -15,7 +18,8 @@ every hour of data (so the rollups are maintained as in production).  Then, each
 One JSON line per figure (``{"figure", "value", "unit", "engine", ...}``).  ``--quick``: 50
 probes x 2 days.  Without it: ``--probes 1000 --days 3`` by default (2.6e8 samples; 1000 x 30
 days would be 2.6e9, too much to generate in one run on a small machine: run ``--probes 100
---days 30`` for the long span).
+--days 30`` for the long span).  ``--store DIR`` keeps the store (a later run with the same
+options queries it again without generating the trace); ``--no-raw`` skips the raw path.
 """
 
 from __future__ import annotations
@@ -89,10 +93,8 @@ def raw_buckets(store: Store, keys, start: int, end: int, step: int) -> int:
     return sum(len(timeseries.buckets(t, v, start, end + 1, step)["t"]) for t, v in got.values())
 
 
-def run(probes: int, days: int, path: Path) -> None:
-    trace = Trace(probes)
-    tag = {"probes": probes, "days": days}
-    store = Store(StoreConfig(path=path, flush_interval=10**6))
+def build(trace: Trace, days: int, store: Store, tag: dict) -> None:
+    """Store the trace hour by hour, flushing (segment + rollups) after each hour of data."""
     samples, t_ingest, t_flush = 0, 0.0, 0.0
     for h in range(days * 24):
         batch = trace.hour(h)
@@ -110,29 +112,49 @@ def run(probes: int, days: int, path: Path) -> None:
     u = store.usage()
     emit("store_queries.rollup_bytes", u["rollup_bytes"], "B", "embedded", segment_bytes=u["segment_bytes"],
          **tag)
+
+
+def run(probes: int, days: int, path: Path, raw: bool = True) -> None:
+    trace = Trace(probes)
+    tag = {"probes": probes, "days": days}
+    reuse = (path / "segments").is_dir() and any((path / "segments").glob("*.parquet"))
+    store = Store(StoreConfig(path=path, flush_interval=10**6))
+    if not reuse:
+        build(trace, days, store, tag)
     keys = [s.key for s in trace.series]
     start, end = T0_MS, T0_MS + days * DAY
     last_day = end - DAY
     week = max(start, end - 7 * DAY)
     week_step = timeseries.step_for(week, end, 2000)
     day_step = timeseries.step_for(last_day, end, 2000)
+    odd = (start + 12 * HOUR + 17_300, end - 5 * HOUR - 41_700)  # edges inside minutes: raw samples there
+
+    def energy_q(lo, hi):
+        return (lambda: sum(e.joules for e in store.energy(keys, lo, hi, GAP_MS).values()),
+                lambda: raw_energy(store, keys, lo, hi))
+
     queries = {
-        "energy_all": (lambda: sum(e.joules for e in store.energy(keys, start, end, GAP_MS).values()),
-                       lambda: raw_energy(store, keys, start, end)),
+        "energy_all": energy_q(start, end),
+        "energy_all_1d": energy_q(start, start + DAY),
+        "energy_all_unaligned": energy_q(*odd),
         "probe_day": (lambda: len(store.buckets(keys[:1], last_day, end - 1, day_step)[keys[0]]["t"]),
                       lambda: raw_buckets(store, keys[:1], last_day, end - 1, day_step)),
         "week_100": (lambda: sum(len(b["t"]) for b in store.buckets(keys[:100], week, end - 1, week_step).values()),
                      lambda: raw_buckets(store, keys[:100], week, end - 1, week_step)),
     }
+    spans = {"energy_all": (start, end), "energy_all_1d": (start, start + DAY), "energy_all_unaligned": odd}
     for name, (fast, slow) in queries.items():
-        tf, a = best(fast)
-        ts, b = best(slow, runs=1 if name == "energy_all" else 3)
-        if name == "energy_all":
-            assert abs(a - b) <= 1e-9 * abs(b), (a, b)
+        tf, a = best(fast, runs=5)
+        extra = {"step_s": (week_step if name == "week_100" else day_step) / 1000} if name not in spans else {
+            "span_h": round((spans[name][1] - spans[name][0]) / HOUR, 3)}
+        emit(f"store_queries.{name}", tf * 1000, "ms", "embedded+rollups", **tag, **extra)
+        if not raw:
+            continue
+        ts, b = best(slow, runs=1 if name in spans else 3)
+        if name in spans:
+            assert abs(a - b) <= 1e-9 * abs(b), (name, a, b)
         else:
             assert a == b, (name, a, b)
-        extra = {"step_s": (week_step if name == "week_100" else day_step) / 1000} if name != "energy_all" else {}
-        emit(f"store_queries.{name}", tf * 1000, "ms", "embedded+rollups", **tag, **extra)
         emit(f"store_queries.{name}", ts * 1000, "ms", "embedded raw", **tag, **extra)
         emit(f"store_queries.{name}.speedup", ts / tf, "x", "rollups vs raw", **tag)
     store.close()
@@ -143,10 +165,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="50 probes x 2 days")
     ap.add_argument("--probes", type=int, default=1000)
     ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--store", type=Path, help="keep the store here; a store already there is queried as is "
+                    "(built with the same --probes/--days), without generating the trace again")
+    ap.add_argument("--no-raw", action="store_true", help="only the rollup queries (no raw comparison)")
     args = ap.parse_args()
     probes, days = (50, 2) if args.quick else (args.probes, args.days)
+    if args.store:
+        run(probes, days, args.store, not args.no_raw)
+        return
     with tempfile.TemporaryDirectory(prefix="ws-bench-queries-") as tmp:
-        run(probes, days, Path(tmp) / "store")
+        run(probes, days, Path(tmp) / "store", not args.no_raw)
 
 
 if __name__ == "__main__":

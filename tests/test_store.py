@@ -312,3 +312,19 @@ def test_a_large_tail_is_flushed_before_the_interval_is_up(tmp_path):
         assert len(t) == 8_000
     finally:
         store.close()
+
+
+def test_a_range_that_overlapping_segments_hold_no_sample_of_reads_empty(tmp_path):
+    store = Store(StoreConfig(path=tmp_path / "s", flush_interval=3600.0))
+    try:
+        s = Series("a.x", "power", "W")
+        store.handle(Batch.of_series(s, np.array([1000, 5000]), np.array([1.0, 2.0])))
+        store.flush()
+        store.handle(Batch.of_series(s, np.array([2000, 6000]), np.array([3.0, 4.0])))
+        store.flush()
+        t, v = store.read([("a.x", "power")], 3000, 3500)[("a.x", "power")]
+        assert len(t) == len(v) == 0
+        t, v = store.read([("a.x", "power")], 0, 10_000)[("a.x", "power")]
+        assert t.tolist() == [1000, 2000, 5000, 6000] and v.tolist() == [1.0, 3.0, 2.0, 4.0]
+    finally:
+        store.close()

@@ -146,14 +146,33 @@ def _random_ranges(rng, n):
     return out
 
 
-def test_store_energy_and_buckets_equal_the_raw_path(tmp_path, data):
+def _edge_ranges(rng, n):
+    """Ranges starting and ending on a minute, hour or day edge, or 1 ms either side: the energy
+    takes the sample just outside from the 1 min cells, or raw samples, depending on which."""
+    t_lo, t_hi = T0 - 600_000, T0 + 3 * 3600_000 + 2_000_000
+    out = []
+    for _ in range(n):
+        size = int(rng.choice([60_000, 3_600_000, 86_400_000]))
+        a, b = (x // size * size + int(rng.integers(-1, 2)) for x in sorted(rng.integers(t_lo, t_hi, 2).tolist()))
+        out.append((a, b if b > a + 2 else b + size))
+    return out
+
+
+@pytest.mark.parametrize("budget", [None, 250])
+def test_store_energy_and_buckets_equal_the_raw_path(tmp_path, data, budget):
+    """``budget``: rollup rows kept in memory (250: one or two hours of 1 min cells, so reads mix partitions in
+    memory and on disk, and take those in memory first)."""
     store = open_store(tmp_path / "s")
     feed(store, data, pieces=5)
+    if budget is not None:  # reopened: no partition in memory yet
+        store.close()
+        store = open_store(tmp_path / "s")
+        store._rollups.budget_rows = budget
     last = {s: data[s][0][-1] for s in ALL_SERIES}
     store.handle(Batch.of_series(POWER, [int(last[POWER]) + 500], [123.0]))  # one still in memory
     rng = np.random.default_rng(7)
     keys = [s.key for s in ALL_SERIES]
-    for start, end in _random_ranges(rng, 25):
+    for start, end in _random_ranges(rng, 25) + _edge_ranges(rng, 40):
         for gap in (5_000, 61_000, 3_000_000):
             fast = store.energy(keys, start, end, gap)
             raw = store.read(keys, start - gap, end + gap)
@@ -166,7 +185,8 @@ def test_store_energy_and_buckets_equal_the_raw_path(tmp_path, data):
                 got = fast[s.key]
                 assert got.covered_ms == want.covered_ms and got.range_ms == want.range_ms, (s, start, end)
                 assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
-        for step in (60_000, 120_000, 3_600_000, 86_400_000):
+    for start, end in _random_ranges(rng, 25):
+        for step in (60_000, 120_000, 5_400_000, 3_600_000, 86_400_000):  # 90 min: across partitions
             a = start - start % step
             got = store.buckets(keys, a, end, step)
             raw = store.read(keys, a, end)
@@ -214,4 +234,36 @@ def test_api_answers_from_rollups_equal_the_raw_path(tmp_path, data):
                 for pf, ps in zip(f["points"], s["points"]):
                     assert pf[0] == ps[0] and pf[1] == ps[1] and pf[3] == ps[3]
                     assert pf[2] == pytest.approx(ps[2], rel=1e-12)
+    store.close()
+
+
+def test_energy_with_samples_on_and_next_to_minute_edges(tmp_path):
+    """Samples at minute edges and 1-2 ms either side: whether the energy takes the sample just
+    outside the range from the 1 min cells or reads raw samples must not change the answer."""
+    rng = np.random.default_rng(3)
+    e0 = T0 // 60_000 * 60_000 + 60_000
+    edges = e0 + np.arange(0, 200) * 60_000
+    t = np.unique(np.concatenate([e0 + np.arange(0, 200 * 60, 3) * 1000 + 7,
+                                  (edges[:, None] + np.arange(-2, 3)).ravel()]))
+    t = t[rng.random(len(t)) < 0.9]
+    store = open_store(tmp_path / "s")
+    data = {POWER: (t, np.round(rng.uniform(100, 400, len(t)), 1)),
+            ENERGY: (t, np.mod(np.cumsum(rng.uniform(0, 60, len(t))), WRAP))}
+    feed(store, data, pieces=3)
+    keys = [s.key for s in data]
+    for _ in range(60):
+        i, j = sorted(rng.integers(1, 199, 2).tolist())
+        start = int(edges[i]) + int(rng.integers(-2, 3))
+        end = int(edges[j] if j > i else edges[i] + 60_000 * int(rng.integers(1, 90))) + int(rng.integers(-2, 3))
+        for gap in (2_000, 5_000, 3_000_000):
+            fast = store.energy(keys, start, end, gap)
+            raw = store.read(keys, start - gap, end + gap)
+            for s in data:
+                if s.kind == "gauge":
+                    want = energy.integrate(*raw[s.key], start, end, gap)
+                else:
+                    want = energy.counter_increase(*raw[s.key], start, end, gap, counter_range(s.kind))
+                got = fast[s.key]
+                assert got.covered_ms == want.covered_ms, (s, start, end, gap)
+                assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
     store.close()

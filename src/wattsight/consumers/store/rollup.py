@@ -87,21 +87,37 @@ def from_raw(kid: np.ndarray, t: np.ndarray, v: np.ndarray, size: int, counter: 
     ok = np.isfinite(v)
     if not ok.all():
         kid, t, v = kid[ok], t[ok], v[ok]
-    if not len(t):
+    n = len(t)
+    if not n:
         return empty()
     b = t // size * size
-    starts = _starts(kid, b)
-    ends = np.append(starts[1:], len(t)) - 1
-    same = np.zeros(len(t), bool)  # row i and i + 1 in one cell: an inner interval
-    same[:-1] = (kid[1:] == kid[:-1]) & (b[1:] == b[:-1])
-    dt = np.zeros(len(t), np.int64)
-    dt[:-1] = np.where(same[:-1], t[1:] - t[:-1], 0)
-    amount = np.zeros(len(t), np.float64)
-    if len(t) > 1:
-        k = kid[:-1]
-        amount[:-1] = np.where(same[:-1], step_amount(t[:-1], v[:-1], t[1:], v[1:], counter[k], wrap[k]), 0.0)
+    brk = np.empty(n, bool)  # row i starts a cell
+    brk[0] = True
+    np.not_equal(kid[1:], kid[:-1], out=brk[1:])
+    brk[1:] |= b[1:] != b[:-1]
+    starts = np.flatnonzero(brk)
+    ends = np.append(starts[1:], n) - 1
+    out = brk[1:]  # row i and i + 1 in two cells: not an inner interval
+    dt = np.zeros(n, np.int64)
+    amount = np.zeros(n, np.float64)
+    if n > 1:
+        np.subtract(t[1:], t[:-1], out=dt[:-1])
+        v0, v1 = v[:-1], v[1:]
+        delta = v1 - v0
+        a = amount[:-1]
+        np.multiply(dt[:-1], v0 + delta * 0.5, out=a)  # gauges: the trapezoid (value x ms)
+        if counter.any():
+            cnt = counter[kid[:-1]]
+            if cnt.any():  # counters: the increase, a lower reading a wrap or a reset (step_amount)
+                a[cnt] = delta[cnt]
+                down = np.flatnonzero(cnt & (delta < 0))
+                if len(down):
+                    w = wrap[kid[down]]
+                    a[down] = np.where(np.isnan(w), v1[down], (w - v0[down]) + v1[down])
+        a[out] = 0.0
+        dt[:-1][out] = 0
     return {
-        "kid": kid[starts], "b": b[starts], "n": np.diff(np.append(starts, len(t))).astype(np.int64),
+        "kid": kid[starts], "b": b[starts], "n": np.diff(np.append(starts, n)).astype(np.int64),
         "sum": np.add.reduceat(v, starts), "min": np.minimum.reduceat(v, starts),
         "max": np.maximum.reduceat(v, starts), "first_t": t[starts], "first_v": v[starts],
         "last_t": t[ends], "last_v": v[ends], "acc": np.add.reduceat(amount, starts),

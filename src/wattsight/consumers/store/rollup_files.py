@@ -56,6 +56,7 @@ class Rollups:
         self._kid: dict[Key, int] = {}
         self.counter = np.zeros(0, bool)
         self.wrap = np.zeros(0)
+        self.hi_t = np.zeros(0, np.int64)  # per kid, the latest time of its rows in segments (see append)
         self._lock = threading.Lock()
         self._parts: OrderedDict[tuple[str, int], ru.Cells] = OrderedDict()
         self._dirty: set[tuple[str, int]] = set()
@@ -83,6 +84,7 @@ class Rollups:
                 k = len(self.keys)
                 self.counter = np.append(self.counter, False)
                 self.wrap = np.append(self.wrap, np.nan)
+                self.hi_t = np.append(self.hi_t, np.iinfo(np.int64).min)
                 self.keys.append(key)
                 self.kinds.append(None)  # not known yet: a gauge until a kind is given
                 self._kid[key] = k
@@ -110,9 +112,9 @@ class Rollups:
                 return None
         cells = self._load(level, p)
         with self._lock:
-            self._parts.setdefault((level, p), cells)
-            self._evict()
-            return self._parts[(level, p)]
+            cells = self._parts.setdefault((level, p), cells)
+            self._evict()  # may drop this partition too, if it alone exceeds the cache budget
+            return cells
 
     def _load(self, level: str, p: int) -> ru.Cells:
         path = self._file(level, p)
@@ -193,6 +195,53 @@ class Rollups:
             fine = self.read("1h", kids, day * D, day * D + D)
             self._replace("1d", kids, day * D, day * D + D, ru.coarsen(fine, D, self.counter, self.wrap))
 
+    def append(self, kids: np.ndarray, count: np.ndarray, t: np.ndarray, v: np.ndarray) -> bool:
+        """Fold new rows into the cells without reading raw samples back, when they all come after
+        every row of their key already rolled up (the usual case); False (nothing changed) otherwise.
+
+        Rows are grouped in runs of one key each (``kids[i]`` for ``count[i]`` rows), sorted by t,
+        unique t per key.  The new rows' cells of each level are joined to the existing cells as
+        :func:`rollup.coarsen` joins consecutive cells, which is what recomputing from raw gives.
+        """
+        if not len(t):
+            return True
+        if len(np.unique(kids)) != len(kids):  # two series of one key: their rows interleave
+            return False
+        starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        if np.any(t[starts] <= self.hi_t[kids]):  # a late or repeated sample: recompute from raw
+            return False
+        counter, wrap = self.counter, self.wrap
+        row_kid = np.repeat(kids, count)
+        pieces = ru.from_raw(row_kid, t, v, M, counter, wrap)
+        plan = []
+        for level in ru.LEVELS:
+            if level != "1m":
+                pieces = ru.coarsen(pieces, ru.LEVELS[level], counter, wrap)
+            size, part = ru.LEVELS[level], PART[level]
+            pieces = ru.sort(pieces)
+            pb = pieces["b"] // part * part
+            for p in np.unique(pb).tolist():
+                new = ru.take(pieces, pb == p)
+                cells = _join(self._part(level, p) or ru.empty(), new, p, size, part, counter, wrap)
+                if cells is None:
+                    return False
+                plan.append(((level, p), cells))
+        with self._lock:
+            for key, cells in plan:
+                self._parts[key] = cells
+                self._parts.move_to_end(key)
+                self._dirty.add(key)
+            self._evict()
+        self.note(kids, t[starts + count - 1])
+        return True
+
+    def note(self, kids: np.ndarray, last_t: np.ndarray) -> None:
+        """Rows of ``kids`` up to ``last_t`` are now rolled up (see :meth:`append`)."""
+        with self._lock:  # kid() may grow the array meanwhile
+            hi_t = self.hi_t.copy()
+            np.maximum.at(hi_t, np.asarray(kids, np.int64), np.asarray(last_t, np.int64))
+            self.hi_t = hi_t
+
     def save(self, covered_hi: int) -> None:
         """Write the changed partitions, then STATE (the WAL number the cells now cover)."""
         with self._lock:
@@ -257,6 +306,34 @@ class Rollups:
         return out
 
 
+def _join(old: ru.Cells, new: ru.Cells, p: int, size: int, part: int, counter: np.ndarray,
+          wrap: np.ndarray) -> ru.Cells | None:
+    """Partition ``p``'s cells ``old`` with the cells ``new`` of later samples folded in (both
+    sorted by (kid, b)); None if a new cell does not start after the old one of its bucket."""
+    per = part // size
+    okey = old["kid"] * per + (old["b"] - p) // size
+    nkey = new["kid"] * per + (new["b"] - p) // size
+    pos = np.minimum(np.searchsorted(okey, nkey), max(len(okey) - 1, 0))
+    hit = (okey[pos] == nkey) if len(okey) else np.zeros(len(nkey), bool)
+    at = pos[hit]
+    if np.any(old["last_t"][at] >= new["first_t"][hit]):
+        return None
+    out = {c: a.copy() for c, a in old.items()}  # copy on write: readers keep the old arrays
+    if len(at):
+        pairs = ru.concat([ru.take(old, at), ru.take(new, hit)])
+        m = len(at)
+        order = np.empty(2 * m, np.int64)
+        order[0::2], order[1::2] = np.arange(m), np.arange(m, 2 * m)
+        joined = ru.coarsen(ru.take(pairs, order), size, counter, wrap)
+        for c, col in out.items():
+            col[at] = joined[c]
+    if hit.all():
+        return out
+    out = ru.concat([out, ru.take(new, ~hit)])
+    key = np.concatenate([okey, nkey[~hit]])
+    return ru.take(out, np.argsort(key, kind="stable"))
+
+
 def _atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     with open(tmp, "wb") as f:
@@ -289,20 +366,23 @@ def _kids_of(store, R: Rollups, sid: np.ndarray) -> np.ndarray:
 def _reader(store, R: Rollups) -> Reader:
     def read(kids: np.ndarray, lo: int, hi: int):
         keys = [R.keys[k] for k in kids.tolist()]
-        got = store.read(keys, lo, hi)
+        got = store.read(keys, lo, hi, memory=False)  # the rollups hold what segments hold
         parts = [(np.full(len(got[key][0]), k, np.int64), *got[key]) for k, key in zip(kids.tolist(), keys)]
         return tuple(np.concatenate(c) for c in zip(*parts)) if parts else (
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     return read
 
 
-def roll(store, R: Rollups, columns, hi: int) -> None:
-    """After a flush made rows (sid, t, v) durable as the segment ending at WAL file ``hi``."""
+def roll(store, R: Rollups, rows, hi: int) -> None:
+    """After a flush made ``rows`` (segment.Prepared) durable as the segment ending at WAL file ``hi``."""
     if R.broken:
         return
-    sid, t, _ = columns
     try:
-        R.update(_kids_of(store, R, sid), t, _reader(store, R))
+        lut = _kids_of(store, R, rows.index)  # segment series -> key ids
+        if rows.v is None or not R.append(lut, rows.count, rows.t, rows.v):
+            kid = np.repeat(lut, rows.count)
+            R.update(kid, rows.t, _reader(store, R))
+            R.note(lut, rows.t[rows.starts + rows.count - 1])
     except Exception:  # queries fall back to raw samples; the next start rebuilds from STATE
         R.broken = True
         store._n["rollup_errors"] += 1
@@ -317,6 +397,9 @@ def roll(store, R: Rollups, columns, hi: int) -> None:
 
 def catch_up(store, R: Rollups) -> None:
     """At start: the cells of the segments that STATE does not cover (a crash, an older store)."""
+    for seg in store._segments:  # what the rollups hold, per key (see Rollups.append)
+        if len(seg.series):
+            R.note(_kids_of(store, R, store._registry.id_map(seg.series)), seg.last_t)
     todo = [s for s in store._segments if s.hi > R.covered_hi]
     for seg in todo:
         local, t, _ = seg.read_all()

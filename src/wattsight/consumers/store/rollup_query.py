@@ -4,8 +4,15 @@
   of a step that is a multiple of a rollup level come from that level's cells; the last partial
   bucket and the buckets holding samples not yet flushed come from raw samples.
 * :func:`energy`: the range is cut into whole days, hours and minutes (cells of those levels) and
-  raw samples at both edges; a cell whose longest inner interval is above the probe's gap limit
-  is replaced by its finer cells (down to raw samples).  :func:`rollup.combine` joins them.
+  raw samples at both edges (an edge on a minute, or 1 ms before it, needs only the sample just
+  outside: it comes from the 1 min cells); a cell whose longest inner interval is above the
+  probe's gap limit is replaced by its finer cells, read only for the keys and partitions that
+  need them, down to raw samples (one read per hour holding such minutes).  :func:`rollup.combine`
+  joins them.
+
+Reads of many partitions take those already in memory first, so that a query needing a little
+more than the rollups' memory budget misses only the excess instead of every partition (a scan
+in time order through a least-recently-used cache misses all).
 
 Both skip the cells of any time at or after the oldest sample still in memory (the tail): those
 are read raw, so a late sample is seen before its cells are recomputed.
@@ -17,6 +24,7 @@ import numpy as np
 
 from ...energy import Energy
 from . import rollup as ru
+from .rollup_files import PART
 
 Key = tuple[str, str]
 M = ru.LEVELS["1m"]
@@ -39,6 +47,31 @@ def _raw(store, R, keys: list[Key], kids: np.ndarray, lo: int, hi: int) -> ru.Ce
     return ru.points(kid, t, v)
 
 
+def _cached(R, level: str) -> set[int]:
+    """Starts of the partitions of ``level`` in the rollups' memory now."""
+    with R._lock:
+        return {p for lv, p in R._parts if lv == level}
+
+
+def _hot_first(R, level: str, starts: list[int]) -> list[int]:
+    """Partition starts, those in memory first: a read of more partitions than the memory holds
+    (least recently used out) then hits every one it can, where a scan in time order misses all."""
+    hot = _cached(R, level)
+    return sorted(starts, key=lambda p: (p not in hot, p))
+
+
+def _read(R, level: str, kids: np.ndarray, lo: int, hi: int) -> ru.Cells:
+    """``R.read(level, kids, lo, hi)`` partition by partition, those in memory first."""
+    size = PART[level]
+    starts = R._partitions(level, lo, hi)  # those that exist (a range may start long before the data)
+    hot = _cached(R, level)
+    if all(p in hot for p in starts) or not any(p in hot for p in starts):  # the order changes nothing
+        return R.read(level, kids, lo, hi)
+    got = {p: R.read(level, kids, max(lo, p), min(hi, p + size)) for p in _hot_first(R, level, starts)}
+    cells = ru.concat([got[p] for p in starts])  # by partition: b ascending within each kid
+    return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
+
+
 def _usable(store, R) -> tuple[bool, int | None]:
     """(rollups usable, oldest time still in memory or None).  The span is taken before any cell
     is read: cells updated meanwhile only ever hold more of what is then read raw."""
@@ -59,7 +92,7 @@ def buckets(store, R, keys: list[Key], start_ms: int, end_ms: int, step_ms: int,
             whole = min(whole, start_ms + max(dirty - start_ms, 0) // step_ms * step_ms)
     parts = []
     if whole > start_ms:
-        parts.append(ru.to_buckets(R.read(level, kids, start_ms, whole), start_ms, step_ms))
+        parts.append(ru.to_buckets(_read(R, level, kids, start_ms, whole), start_ms, step_ms))
     if end_ms >= whole:
         pts = ru.sort(_raw(store, R, keys, kids, whole, end_ms))
         parts.append(ru.to_buckets(pts, start_ms, step_ms))
@@ -111,8 +144,10 @@ def energy(store, R, keys: list[Key], start_ms: int, end_ms: int, gap_ms: list[i
     if not (ok and use_rollups) or a >= b:
         pieces.append(_raw(store, R, keys, kids, start_ms - pad, end_ms + pad))
     else:
-        left = _edge(R, kids, start_ms - pad, a, last=True) if a == start_ms else None
-        right = _edge(R, kids, b, end_ms + pad + 1, last=False) if b == end_ms + 1 and (
+        # only the last sample before a (first at or after b) matters when no sample of [start, a)
+        # (of (b, end]) can be inside the range: start on a minute edge or 1 ms before, same at b
+        left = _edge(R, kids, start_ms - pad, a, last=True) if a - start_ms <= 1 else None
+        right = _edge(R, kids, b, end_ms + pad + 1, last=False) if end_ms - b <= 0 and (
             dirty is None or dirty > end_ms + pad) else None
         pieces += [left or _raw(store, R, keys, kids, start_ms - pad, a - 1),
                    right or _raw(store, R, keys, kids, b, end_ms + pad)]
@@ -139,7 +174,9 @@ def _edge(R, kids, lo: int, hi: int, *, last: bool) -> ru.Cells | None:
 
 def _cells(store, R, keys, kids, level, lo, hi, gap) -> list[ru.Cells]:
     """Cells of ``level`` in [lo, hi) usable with each key's gap limit, finer ones (or raw
-    samples) in place of the others."""
+    samples) in place of the others.  The finer cells of a bad cell are in one partition of the
+    finer level (an hour of 1 min cells, a day of 1 h cells): only those, and only for the keys
+    with a bad cell there, are read."""
     cells = R.read(level, kids, lo, hi)
     out = []
     while True:
@@ -150,11 +187,24 @@ def _cells(store, R, keys, kids, level, lo, hi, gap) -> list[ru.Cells]:
         size = ru.LEVELS[level]
         bk, bb = cells["kid"][bad], cells["b"][bad]
         if level not in _FINER:  # minutes with a gap inside: their raw samples (rare)
-            by_key = dict(zip(kids.tolist(), keys))
-            for kid, b in zip(bk.tolist(), bb.tolist()):
-                out.append(_raw(store, R, [by_key[kid]], np.asarray([kid], np.int64), b, b + size - 1))
+            out += _raw_minutes(store, R, keys, kids, bk, bb)
             return out
-        level = _FINER[level]  # the finer cells of the bad ones, all keys at once
-        fine = R.read(level, np.unique(bk), int(bb.min()), int(bb.max()) + size)
-        parent = fine["kid"] * (1 << 32) + fine["b"] // size
-        cells = ru.take(fine, np.isin(parent, bk * (1 << 32) + bb // size))
+        level = _FINER[level]
+        cells = ru.concat([R.read(level, np.unique(bk[bb == b]), b, b + size)  # one partition each
+                           for b in _hot_first(R, level, np.unique(bb).tolist())])
+
+
+def _raw_minutes(store, R, keys, kids, bk: np.ndarray, bb: np.ndarray) -> list[ru.Cells]:
+    """Raw samples of the (kid, minute) pairs ``bk``, ``bb``: one read per hour holding such
+    minutes (a read decodes whole row groups, so minutes of one hour are read together)."""
+    by_key = dict(zip(kids.tolist(), keys))
+    want = bk * (1 << 32) + bb // M
+    hour = bb // ru.LEVELS["1h"]
+    out = []
+    for h in np.unique(hour).tolist():
+        sel = hour == h
+        ks = np.unique(bk[sel])
+        got = _raw(store, R, [by_key[k] for k in ks.tolist()], ks, int(bb[sel].min()), int(bb[sel].max()) + M - 1)
+        if len(got["kid"]):
+            out.append(ru.take(got, np.isin(got["kid"] * (1 << 32) + got["b"] // M, want)))
+    return out

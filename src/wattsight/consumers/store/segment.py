@@ -82,6 +82,41 @@ def choose_scales(v: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return scale
 
 
+def scale_values(v: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`choose_scales` and the int64 column (:func:`to_scaled`) in one go: each pass keeps
+    the integers of the series it settles."""
+    n = len(v)
+    scale = np.full(len(starts), -1, np.int8)
+    counts = np.diff(np.append(starts, n))
+    pending = np.arange(len(starts))  # series without a scale yet
+    rows = None  # where the rows of vv are in v (None: all of them)
+    ints = None
+    vv, st = v, starts
+    for s in range(MAX_SCALE + 1):
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: never ok, as wanted
+            x = np.rint(vv * _POW10[s]) if s else np.rint(vv)
+            xi = x.astype(np.int64)
+            back = xi.astype(np.float64) / _POW10[s] if s else xi.astype(np.float64)
+            ok = (np.abs(x) < 2.0**62) & (back.view(np.int64) == vv.view(np.int64))  # -0.0 is not 0.0
+        good = np.logical_and.reduceat(ok, st)
+        scale[pending[good]] = s
+        if rows is None and good.all():
+            return scale, xi
+        if ints is None:
+            ints = v.view(np.int64).copy()  # the rows that find no scale keep their bit pattern
+        keep = np.repeat(good, counts[pending])
+        if good.all():
+            ints[rows] = xi
+            break
+        if good.any():
+            ints[keep if rows is None else rows[keep]] = xi[keep]
+            rows = np.flatnonzero(~keep) if rows is None else rows[~keep]
+            vv = vv[~keep]
+            pending = pending[~good]
+            st = np.concatenate([[0], np.cumsum(counts[pending])[:-1]]).astype(np.int64)
+    return scale, ints
+
+
 def to_scaled(v: np.ndarray, row_scale: np.ndarray) -> np.ndarray:
     """The int64 column for values ``v`` with the per-row ``row_scale``."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -110,19 +145,34 @@ def decode(v: np.ndarray, scale: np.ndarray) -> np.ndarray:
 # -- sorting ------------------------------------------------------------------------------
 def sort_rows(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Row indices sorted by (rank, t), keeping only the last written row of equal (rank, t)."""
+    return sort_ranked(rank, t)[0]
+
+
+def sort_ranked(rank: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sort_rows`, how many rows each rank keeps (``bincount`` of the kept ranks) and ``t``
+    of the kept rows."""
     n = len(t)
     if n == 0:
-        return np.zeros(0, np.int64)
-    if int(rank.max()) < 1 << 16:  # the usual case, rows in time order: a radix sort by rank is enough
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    nrank = int(rank.max()) + 1
+    if nrank <= 1 << 16:  # the usual case, rows in time order: a radix sort by rank is enough
         r16 = rank.astype(np.uint16)
         order = np.argsort(r16, kind="stable")
-        rs, ts = r16[order], t[order]
-        same = rs[1:] == rs[:-1]
-        if not np.any(same & (ts[1:] < ts[:-1])):
-            last = np.empty(n, bool)
-            last[-1] = True
-            last[:-1] = ~same | (ts[1:] != ts[:-1])
-            return order[last]
+        rs = r16[order]
+        ts = t[order]
+        bounds = np.zeros(nrank + 1, np.int64)  # where each rank's rows start in rs
+        np.cumsum(np.bincount(r16, minlength=nrank), out=bounds[1:])
+        same = np.ones(n - 1, bool)
+        same[bounds[1:-1][(bounds[1:-1] > 0) & (bounds[1:-1] < n)] - 1] = False  # rank changes
+        step = ts[1:] - ts[:-1]
+        if not np.any(same & (step < 0)):
+            dup = same & (step == 0)
+            if not dup.any():  # no duplicate: every row kept, counts from the bounds
+                return order, np.diff(bounds).astype(np.int64), ts
+            last = np.ones(n, bool)
+            last[:-1] = ~dup
+            keep = order[last]
+            return keep, np.bincount(rs[last], minlength=nrank).astype(np.int64), ts[last]
     tmin = int(t.min())
     tbits = max(int(t.max()) - tmin, 1).bit_length()
     if tbits + max(int(rank.max()), 1).bit_length() <= 62:
@@ -138,7 +188,8 @@ def sort_rows(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
         last = np.empty(n, bool)
         last[-1] = True
         last[:-1] = (rs[1:] != rs[:-1]) | (ts[1:] != ts[:-1])
-    return order[last]
+    keep = order[last]
+    return keep, np.bincount(rank[keep], minlength=nrank).astype(np.int64), t[keep]
 
 
 # -- the segment --------------------------------------------------------------------------
@@ -225,6 +276,96 @@ class Segment:
         return sid, t, decode(ints, np.repeat(self.scale, self.count))
 
 
+@dataclass
+class Prepared:
+    """Rows sorted and encoded for a segment: what :func:`write_prepared` writes."""
+
+    series: list[Series]  # the segment's series, in row order
+    index: np.ndarray  # per segment series, its index in the caller's series list
+    count: np.ndarray  # rows per segment series
+    t: np.ndarray
+    ints: np.ndarray  # the v column (scaled integers)
+    scale: np.ndarray  # int8 per segment series
+    first_v: np.ndarray
+    last_v: np.ndarray
+    v: np.ndarray | None = None  # float64 values in row order, when the caller had them
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.count)[:-1]]).astype(np.int64)
+
+
+def prepare(series: list[Series], sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> Prepared:
+    """Sort by (series name, t), deduplicate (last written wins) and scale rows (``sid`` indexes ``series``)."""
+    used = np.flatnonzero(np.bincount(sid, minlength=len(series)))
+    by_name = sorted(used.tolist(), key=lambda i: series[i].as_tuple())
+    rank = np.zeros(len(series), np.int64)
+    rank[by_name] = np.arange(len(by_name))
+    keep, count, t = sort_ranked(rank[sid], t)
+    v = v[keep]
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    scale, ints = scale_values(v, starts)
+    return Prepared([series[i] for i in by_name], np.asarray(by_name, np.int64), count, t, ints, scale,
+                    v[starts], v[starts + count - 1], v)
+
+
+def merge_segments(run: list[Segment]) -> Prepared:
+    """The rows of segments (oldest first) as one segment's, later rows winning equal (series, t),
+    with the stored integers passed through: no decoding to floats and choosing scales again.
+
+    A series stored at different scales gets the largest one (its integers multiplied, which
+    decodes to the same floats: checked) or, failing that, its float64 bit patterns (scale -1)."""
+    ids: dict[Series, int] = {}
+    sids, ts, vs, scales = [], [], [], []
+    for seg in run:
+        local = np.asarray([ids.setdefault(x, len(ids)) for x in seg.series], np.int64)
+        table = pq.ParquetFile(seg._source, metadata=seg._meta).read(columns=["t", "v"])
+        sids.append(np.repeat(local, seg.count))
+        ts.append(table.column("t").to_numpy())
+        vs.append(table.column("v").to_numpy())
+        scales.append((local, seg.scale))
+    series = list(ids)
+    scale = np.full(len(series), -2, np.int64)  # -2: not seen yet
+    mixed = np.zeros(len(series), bool)
+    for local, sc in scales:
+        sc = sc.astype(np.int64)
+        seen = scale[local] != -2
+        mixed[local[seen & (scale[local] != sc)]] = True
+        scale[local] = np.where(seen, np.where((scale[local] < 0) | (sc < 0), -1, np.maximum(scale[local], sc)), sc)
+    if mixed.any():  # bring every part of those series to their common scale, checked
+        for _attempt in range(2):
+            bad = np.zeros(len(series), bool)
+            new_vs = []
+            for (local, sc), v, seg in zip(scales, vs, run):
+                row_sid = np.repeat(local, seg.count)
+                rows = np.flatnonzero(mixed[row_sid])
+                if len(rows):
+                    f = decode(v[rows], np.repeat(sc.astype(np.int64), seg.count)[rows])
+                    want = scale[row_sid[rows]]
+                    enc = to_scaled(f, want)
+                    ok = decode(enc, want).view(np.int64) == f.view(np.int64)
+                    bad[row_sid[rows][~ok]] = True
+                    v = v.copy()
+                    v[rows] = enc
+                new_vs.append(v)
+            if not bad.any():
+                break
+            scale[bad] = -1  # bit patterns: always exact
+        vs = new_vs
+    sid, t, ints = np.concatenate(sids), np.concatenate(ts), np.concatenate(vs)
+    by_name = sorted(range(len(series)), key=lambda i: series[i].as_tuple())
+    rank = np.zeros(len(series), np.int64)
+    rank[by_name] = np.arange(len(by_name))
+    keep, count, t = sort_ranked(rank[sid], t)
+    ints = ints[keep]
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    seg_scale = scale[by_name].astype(np.int8)
+    first = decode(ints[starts], seg_scale)
+    last = decode(ints[starts + count - 1], seg_scale)
+    return Prepared([series[i] for i in by_name], np.asarray(by_name, np.int64), count, t, ints, seg_scale,
+                    first, last)
+
+
 def write_segment(directory: Path, lo: int, hi: int, series: list[Series], sid: np.ndarray,
                   t: np.ndarray, v: np.ndarray, *, row_group_size: int = 1 << 20,
                   compression_level: int = COMPRESSION_LEVEL) -> Segment:
@@ -233,20 +374,18 @@ def write_segment(directory: Path, lo: int, hi: int, series: list[Series], sid: 
     The file is written under a temporary name, fsynced, renamed and the folder fsynced, so a
     crash leaves either no segment or a whole one (temporary files are deleted at start).
     """
-    used = np.flatnonzero(np.bincount(sid, minlength=len(series)))
-    by_name = sorted(used.tolist(), key=lambda i: series[i].as_tuple())
-    rank = np.zeros(len(series), np.int64)
-    rank[by_name] = np.arange(len(by_name))
-    keep = sort_rows(rank[sid], t)
-    seg_series = [series[i] for i in by_name]
-    t, v = t[keep], v[keep]
-    count = np.bincount(rank[sid[keep]], minlength=len(by_name)).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-    ends = starts + count - 1
-    scale = choose_scales(v, starts)
-    summary = {"series": seg_series, "count": count, "first_t": t[starts], "last_t": t[ends],
-                   "first_v": v[starts], "last_v": v[ends], "scale": scale}
-    table = _table(seg_series, count, t, to_scaled(v, np.repeat(scale, count)), scale)
+    return write_prepared(directory, lo, hi, prepare(series, sid, t, v), row_group_size=row_group_size,
+                          compression_level=compression_level)
+
+
+def write_prepared(directory: Path, lo: int, hi: int, p: Prepared, *, row_group_size: int = 1 << 20,
+                   compression_level: int = COMPRESSION_LEVEL) -> Segment:
+    """Durably write prepared rows as the segment ``<lo>-<hi>`` (see :func:`write_segment`)."""
+    starts = p.starts
+    ends = starts + p.count - 1
+    summary = {"series": p.series, "count": p.count, "first_t": p.t[starts], "last_t": p.t[ends],
+               "first_v": p.first_v, "last_v": p.last_v, "scale": p.scale}
+    table = _table(p.series, p.count, p.t, p.ints, p.scale)
     final = directory / segment_name(lo, hi)
     tmp = directory / f".tmp-{final.name}"
     try:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgpack
 import numpy as np
 
 from ...errors import SampleError
 from ...sample import Batch, Series
+
+_HEAD = b"\x86\xa1f\x01\xa1s"  # codec.encode_batch: a 6-entry map, "f": 1, then "s": the series table
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +42,31 @@ class Registry:
         self.first_t = np.zeros(0, np.int64)
         self.last_t = np.zeros(0, np.int64)
         self.last_v = np.zeros(0, np.float64)
+        self._table: bytes | None = None  # the last large series table seen, as codec bytes
+        self._table_ids = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return len(self.series)
 
-    def id_map(self, series: tuple[Series, ...] | list[Series]) -> np.ndarray:
-        """Store ids of ``series`` (registering the new ones), as an array indexable by sidx."""
+    def id_map(self, series: tuple[Series, ...] | list[Series], raw: bytes | None = None) -> np.ndarray:
+        """Store ids of ``series`` (registering the new ones), as an array indexable by sidx.
+
+        ``raw``, the batch's codec bytes when known, holds the series table as msgpack right after
+        its 6-byte head: a table of the same bytes as the last large one maps to the same ids
+        without hashing thousands of Series again (the bus sends a rack's table with every batch)."""
+        if not isinstance(raw, bytes):
+            raw = None
+        if raw is not None and self._table is not None and raw.startswith(_HEAD) and \
+                raw.startswith(self._table, len(_HEAD)) and len(series) == len(self._table_ids):
+            return self._table_ids
         ids = self.ids
-        return np.fromiter((ids[s] if s in ids else self._add(s) for s in series), np.int64, len(series))
+        out = np.fromiter((ids[s] if s in ids else self._add(s) for s in series), np.int64, len(series))
+        if raw is not None and len(series) >= 64 and raw.startswith(_HEAD):
+            table = msgpack.packb([s.as_tuple() for s in series], use_bin_type=True)  # as codec.encode_batch
+            if raw.startswith(table, len(_HEAD)):
+                out.setflags(write=False)
+                self._table, self._table_ids = table, out
+        return out
 
     def _add(self, s: Series) -> int:
         sid = len(self.series)
@@ -136,5 +156,12 @@ def batch_columns(batch: Batch, id_map: np.ndarray) -> tuple[np.ndarray, np.ndar
     if len(batch.sidx) and int(batch.sidx.max()) >= len(id_map):
         raise SampleError(f"batch of {len(batch)} samples: series index {int(batch.sidx.max())} "
                           f"beyond its series table of {len(id_map)}")
-    # copies: the caller may reuse its arrays once handle() returned
-    return id_map[batch.sidx], np.array(batch.t, np.int64), np.array(batch.v, np.float64)
+    # copies: the caller may reuse its arrays once handle() returned (not bytes, as from the bus)
+    return id_map[batch.sidx], _frozen(batch.t, np.int64), _frozen(batch.v, np.float64)
+
+
+def _frozen(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` itself when nobody can change it (a read-only view of ``bytes``), else a copy."""
+    if a.dtype == dtype and not a.flags.writeable and isinstance(a.base, bytes):
+        return a
+    return np.array(a, dtype)
