@@ -106,3 +106,21 @@ def step_for(start_ms: int, end_ms: int, max_points: int) -> int:
             return step
     weeks = -(-span // (_WEEK * max_points))  # ceil, in integers
     return int(weeks * _WEEK)
+
+
+def merge_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One series from (times, values) parts in write order: sorted by time, and of samples with
+    equal times the last written kept (a re-sent sample replaces the earlier one).  Used by every
+    store to join what segments, partitions and memory hold of one series."""
+    parts = [p for p in parts if len(p[0])]  # a part overlapping the range may hold none of it
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if len(parts) == 1 and (len(parts[0][0]) < 2 or bool(np.all(np.diff(parts[0][0]) > 0))):
+        return parts[0]
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    last = np.ones(len(t), bool)
+    last[:-1] = t[1:] != t[:-1]
+    return t[last], v[last]

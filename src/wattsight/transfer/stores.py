@@ -21,6 +21,7 @@ from ..consumers.store.segment import Segment
 from ..consumers.store.tail import Registry, SeriesInfo, Tail, batch_columns, select
 from ..consumers.store.wal import Problem, replay, wal_files
 from ..errors import StoreError
+from ..timeseries import merge_parts
 
 log = logging.getLogger("wattsight.transfer")
 Key = tuple[str, str]
@@ -133,19 +134,6 @@ class Snapshot:
 
     def close(self) -> None:
         self._segments, self._tail = [], Tail()
-
-
-def merge_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """One series from parts in write order: sorted by time, the last written of equal times kept."""
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    last = np.ones(len(t), bool)
-    last[:-1] = t[1:] != t[:-1]
-    return t[last], v[last]
 
 
 def config_probe_ids(cfg) -> list[str]:

@@ -68,21 +68,6 @@ def read_raw(conn, lay: Layout, keys: list[Key], start_ms: int, end_ms: int) -> 
     return parts
 
 
-def merge_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """One series from parts in write order: sorted by t, the last written of equal times kept."""
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    if len(parts) == 1 and (len(parts[0][0]) < 2 or bool(np.all(np.diff(parts[0][0]) > 0))):
-        return parts[0]
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    last = np.ones(len(t), bool)
-    last[:-1] = t[1:] != t[:-1]
-    return t[last], v[last]
-
-
 def rollup_level(start_ms: int, end_ms: int, step_ms: int) -> str | None:
     """The coarsest rollup whose buckets tile [start, end] into steps exactly, or None (raw)."""
     for name in reversed(ROLLUPS):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import MissingDependency, SampleError, StoreError
 from ...sample import Batch, Series, now_ms
+from ...timeseries import merge_parts
 from ..store.tail import Chunk, SeriesInfo, batch_columns, select
 from . import read as rd
 from .config import PgStoreConfig
@@ -324,7 +325,7 @@ class PgStore:
                 pick = code[sid] == j
                 if pick.any():
                     parts[key].append((t[pick], v[pick]))
-        return {k: rd.merge_parts(p) for k, p in parts.items()}
+        return {k: merge_parts(p) for k, p in parts.items()}
 
     def buckets(self, keys: list[Key], start_ms: int, end_ms: int, step_ms: int) -> dict[Key, dict]:
         """Per key, buckets of ``step_ms`` from ``start_ms``: t, n, min, avg, max, last (committed

@@ -41,6 +41,7 @@ from ...codec import encode_batch
 from ...energy import Energy
 from ...errors import StoreError
 from ...sample import Batch, now_ms
+from ...timeseries import merge_parts
 from . import retention as rt
 from . import rollup_query
 from .rollup_files import Rollups, catch_up, roll
@@ -56,7 +57,6 @@ __all__ = ["SeriesInfo", "Store"]
 log = logging.getLogger("wattsight.store")
 
 Key = tuple[str, str]
-_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
 
 class Store:
@@ -263,7 +263,7 @@ class Store:
                 if bounds[j + 1] > bounds[j]:
                     pick = order[bounds[j]:bounds[j + 1]]
                     parts[key].append((t[pick], v[pick]))
-        return {k: _merge_parts(p) for k, p in parts.items()}
+        return {k: merge_parts(p) for k, p in parts.items()}
 
     def series(self) -> list[SeriesInfo]:
         """Every series stored, with its count, first/last time and latest value (from memory)."""
@@ -376,23 +376,6 @@ class Store:
                 self._append(*batch_columns(item, self._registry.id_map(item.series)))
                 self._n["replayed_batches"] += 1
                 self._n["replayed_samples"] += len(item)
-
-
-def _merge_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """One series from parts in write order: sorted by t, the last written of equal times kept."""
-    parts = [p for p in parts if len(p[0])]  # segments overlapping the range may hold none of it
-    if not parts:
-        return _EMPTY
-    if len(parts) == 1 and (len(parts[0][0]) < 2 or bool(np.all(np.diff(parts[0][0]) > 0))):
-        return parts[0]
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    last = np.empty(len(t), bool)
-    last[-1] = True
-    np.not_equal(t[1:], t[:-1], out=last[:-1])
-    return t[last], v[last]
 
 
 def _pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segment]:
