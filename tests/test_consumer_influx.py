@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gzip
 import logging
-import time
 import tomllib
 
 import numpy as np
 import pytest
+from consumer_helpers import FAST, T0, power, wait_for
 from peers.influxdb import Capture, InfluxDB, PeerMissing, free_port
 
 from wattsight.app import Inbox
@@ -21,10 +21,8 @@ from wattsight.bus import Publisher, Subscriber
 from wattsight.consumers.base import build_consumers, validate_section
 from wattsight.consumers.influx import InfluxConfig, InfluxConsumer, escape_key, escape_measurement
 from wattsight.errors import ConfigError
-from wattsight.sample import Batch, Series, now_ms, wrapping_counter
+from wattsight.sample import Batch, Series, wrapping_counter
 
-FAST = {"flush_interval": 0.02, "backoff_min": 0.05, "backoff_max": 0.3}
-T0 = (now_ms() - 600_000) // 1000 * 1000
 DB = "ws"
 ADMIN, WRITER = ("admin", "adm1n-pw"), ("writer", "wr1ter-pw")
 
@@ -45,19 +43,6 @@ def influx(tmp_path_factory):
 def consumer(url: str, **kw) -> InfluxConsumer:
     settings = {"database": DB, "username": WRITER[0], "password": WRITER[1], **FAST, **kw}
     return InfluxConsumer(InfluxConfig(url=url, **settings), site="t", name="influx")
-
-
-def power(probe: str, t, v, provenance: str = "measured") -> Batch:
-    return Batch.of_series(Series(probe, "power", "W", provenance=provenance), t, v)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (got := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met after {timeout} s")
-        time.sleep(0.02)
-    return got
 
 
 def points(influx, measurement: str, probe: str) -> list[tuple[int, float]]:

@@ -9,11 +9,11 @@ and logged with Prometheus' own words; credentials never reach a log line.
 from __future__ import annotations
 
 import logging
-import time
 
 import cramjam
 import numpy as np
 import pytest
+from consumer_helpers import FAST, T0, power, wait_for
 from peers.influxdb import Capture
 from peers.prometheus import PeerMissing, Prometheus, free_port
 
@@ -27,11 +27,7 @@ from wattsight.consumers.remote_write import (
     metric_name,
 )
 from wattsight.errors import ConfigError
-from wattsight.sample import Batch, Series, now_ms, wrapping_counter
-
-FAST = {"flush_interval": 0.02, "backoff_min": 0.05, "backoff_max": 0.3}
-#: Recent times: Prometheus refuses samples older than an hour before the newest it holds.
-T0 = (now_ms() - 600_000) // 1000 * 1000
+from wattsight.sample import Batch, Series, wrapping_counter
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +43,6 @@ def prom(tmp_path_factory):
 
 def consumer(url: str, **kw) -> RemoteWriteConsumer:
     return RemoteWriteConsumer(RemoteWriteConfig(url=url, **{**FAST, **kw}), site="t", name="prom")
-
-
-def power(probe: str, t, v, provenance: str = "measured") -> Batch:
-    return Batch.of_series(Series(probe, "power", "W", provenance=provenance), t, v)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (got := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met after {timeout} s")
-        time.sleep(0.02)
-    return got
 
 
 def only(series: dict) -> tuple[dict, list]:
