@@ -26,7 +26,7 @@ import numpy as np
 from ...errors import MissingDependency, SampleError, StoreError
 from ...sample import Batch, Series, now_ms
 from ...timeseries import merge_parts
-from ..store.tail import Chunk, SeriesInfo, batch_columns, select
+from ..store.tail import Chunk, Registry, SeriesInfo, batch_columns, select
 from . import read as rd
 from .config import PgStoreConfig
 from .ingest import Writer
@@ -119,8 +119,8 @@ class PgStore:
         self._lock = threading.Lock()  # local series table, backlog, counters
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one group at a time: the writer's id map
-        self._series: list[Series] = []
-        self._ids: dict[Series, int] = {}
+        self._registry = Registry()  # local series ids; only its series table is used here
+        self._series: list[Series] = self._registry.series
         self._writer = Writer(self.layout, self._series)
         self._pending: list[Chunk] = []  # queued, not taken by the writer yet
         self._inflight: list[Chunk] = []  # taken, being written
@@ -142,7 +142,7 @@ class PgStore:
     def handle(self, batch: Batch, raw: bytes | None = None) -> None:
         """Store ``batch``: returns once it is committed ("commit") or queued ("queued").
 
-        ``raw`` (the bus message) is not needed: PostgreSQL keeps the samples themselves.
+        ``raw`` (the bus message), when given, only spares hashing a series table seen before.
         """
         if not len(batch):
             return
@@ -150,9 +150,7 @@ class PgStore:
             if self._closed:
                 raise StoreError(f"{self.where}: the store is closed; a batch of {len(batch)} samples "
                                  "was not stored (open a new PgStore)")
-            ids = np.fromiter((self._ids[s] if s in self._ids else self._add(s) for s in batch.series),
-                              np.int64, len(batch.series))
-            sid, t, v = batch_columns(batch, ids)  # checks the series indexes; copies
+            sid, t, v = batch_columns(batch, self._registry.id_map(batch.series, raw))  # checks sidx; copies
         lo, hi = int(t.min()), int(t.max())
         if lo < MIN_MS or hi > MAX_MS:
             raise SampleError(f"a batch of {len(batch)} samples has times outside the years 1..9999 "
@@ -162,11 +160,6 @@ class PgStore:
             self._write([chunk], deadline=time.monotonic() + self.config.write_timeout)
         else:
             self._enqueue(chunk)
-
-    def _add(self, s: Series) -> int:
-        self._ids[s] = len(self._series)
-        self._series.append(s)
-        return self._ids[s]
 
     def _write(self, chunks: list[Chunk], deadline: float | None) -> None:
         """One group in one transaction; reconnects and retries while the server is unreachable.
