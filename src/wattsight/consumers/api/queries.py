@@ -231,10 +231,7 @@ def _from_buckets(b: dict | None, aggs: tuple[str, ...]):
 
 
 def _bucketed(t, v, start_ms: int, end_ms: int, step: int, aggs: tuple[str, ...]):
-    b = timeseries.buckets(t, v, start_ms, end_ms, step)
-    cols = [b["t"].tolist()] + [b[a].tolist() for a in aggs]
-    points = [[seconds(row[0]), *map(finite, row[1:])] for row in zip(*cols)]
-    return points, ["t", *aggs]
+    return _from_buckets(timeseries.buckets(t, v, start_ms, end_ms, step), aggs)
 
 
 # -- one probe, one metric ------------------------------------------------------------------
