@@ -23,7 +23,6 @@ from test_api_helpers import (
     TO_S,
     TX_B,
     client_for,
-    open_store,
     topology,
 )
 

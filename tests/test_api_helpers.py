@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from wattsight.config import ApiConfig, StoreConfig

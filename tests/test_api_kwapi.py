@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_api_helpers import client, store  # noqa: F401  (fixtures)
-from test_api_helpers import CONST_COUNTER_J, RAMP_J, RAPL_J, T_END, client_for, open_store
+from test_api_helpers import CONST_COUNTER_J, RAMP_J, RAPL_J, T_END, client_for
 
 from wattsight.energy import J_PER_KWH
 from wattsight.sample import Batch, Series
