@@ -10,12 +10,13 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import stream_collector
 from peers.mqtt import Mosquitto, PeerMissing, Publisher, ShellyPlug, TasmotaPlug, free_port
 from pydantic import ValidationError
 
 from wattsight import cli
 from wattsight.drivers.mqtt import MqttConfig, MqttDriver
-from wattsight.errors import DriverError, MeterAuthError, MeterPermissionError, MeterUnreachable
+from wattsight.errors import MeterAuthError, MeterPermissionError, MeterUnreachable
 from wattsight.runner import Runner
 
 NOW_MS = 1_700_000_000_000
@@ -40,39 +41,12 @@ def config(port: int, plugs: list[dict], **kw) -> MqttConfig:
     return MqttConfig.model_validate(section)
 
 
-class Collector:
-    """Runs a driver's stream on the current event loop and keeps its samples (or its error)."""
-
-    def __init__(self, driver) -> None:
-        self.driver, self.samples, self.error = driver, [], None
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for batch in self.driver.stream():
-                self.samples.extend(batch.samples())
-        except DriverError as exc:
-            self.error = exc
-
+class Collector(stream_collector.Collector):
     def of(self, probe: str, metric: str) -> list:
         return [s for s in self.samples if s.probe == probe and s.metric == metric]
 
     def values(self, probe: str, metric: str) -> list[float]:
         return [s.value for s in self.of(probe, metric)]
-
-    async def until(self, predicate, what: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.task.done():
-                raise AssertionError(f"{what}: the stream ended ({self.error!r}); got {self.samples[-8:]}")
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{what}: not after {timeout} s; got {self.samples[-8:]}")
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
 
 
 def in_thread(fn, *args, **kw):

@@ -9,11 +9,12 @@ import os
 import time
 
 import pytest
+import stream_collector
 from peers.wattsup import PeerMissing, WattsUpMeter
 
 from wattsight import cli
 from wattsight.drivers.serial import WattsUpConfig, WattsUpDriver, parse_record, split_packets
-from wattsight.errors import DriverError, MeterPermissionError, MeterReplyError, MeterUnreachable
+from wattsight.errors import MeterPermissionError, MeterReplyError, MeterUnreachable
 from wattsight.runner import Runner
 
 EVERY = 0.05  # s between the simulator's records (the driver still asks the meter for `interval`)
@@ -35,36 +36,9 @@ def make(device, **kw) -> WattsUpDriver:
     return WattsUpDriver(cfg, site="lab")
 
 
-class Collector:
-    """Runs a driver's stream on the current event loop and keeps its samples (or its error)."""
-
-    def __init__(self, driver) -> None:
-        self.driver, self.samples, self.error = driver, [], None
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for batch in self.driver.stream():
-                self.samples.extend(batch.samples())
-        except DriverError as exc:
-            self.error = exc
-
+class Collector(stream_collector.Collector):
     def values(self, metric: str) -> list[float]:
         return [s.value for s in self.samples if s.metric == metric]
-
-    async def until(self, predicate, what: str, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.task.done():
-                raise AssertionError(f"{what}: the stream ended ({self.error!r}); got {self.samples[-8:]}")
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{what}: not after {timeout} s; got {self.samples[-8:]}")
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def until(predicate, what: str, timeout: float = 10.0):
