@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .drivers.battery import BatteryConfig, BatteryDriver, find_batteries
+from .drivers.cpumodel import parse_cpuinfo
 from .drivers.hwmon import HwmonConfig, HwmonDriver, find_sensors
 from .drivers.rapl import RaplConfig, RaplDriver, find_zones
 from .drivers.sysfs import Opener, Sysfs, read_file
@@ -216,8 +217,4 @@ def cpu_model(proc_root: Path) -> str:
         text = (proc_root / "cpuinfo").read_text(errors="replace")
     except OSError:
         return ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "cpu model"):
-            return " ".join(value.split())
-    return ""
+    return parse_cpuinfo(text)[0]

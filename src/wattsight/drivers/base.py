@@ -16,14 +16,30 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo
 
-from ..sample import Batch, Probe, now_ms
+from ..sample import Batch, Probe, check_probe_id, now_ms
 
 
 #: A file path in a driver's config: a TOML string is accepted (the config is otherwise strict,
 #: so that a quoted number such as ``period = "1"`` is an error rather than a guess).
 FilePath = Annotated[Path, Strict(False)]
+
+
+def site_probe(name: str, site: str) -> str:
+    """A probe name from a config as a probe id: ``<site>.`` put before a name that has no site;
+    checked (ValueError if it is not a valid id)."""
+    return check_probe_id(name if "." in name else f"{site}.{name}")
+
+
+def from_config_folder(path: Path | None, info: ValidationInfo) -> Path | None:
+    """For a path field's validator: a relative path in a file is taken from the file's folder (the
+    loader passes it as the ``base`` of the validation context), ``~`` is expanded; None stays None."""
+    if path is None:
+        return None
+    base = (info.context or {}).get("base")
+    path = path.expanduser()
+    return Path(base) / path if base is not None and not path.is_absolute() else path
 
 
 class DriverConfig(BaseModel):

@@ -31,8 +31,7 @@ from pydantic import Field
 
 from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Sample, now_ms
-from .base import Driver
-from .sysfs import Opener, Sysfs, SysfsConfig, local_node, read_file, slug
+from .sysfs import Opener, Sysfs, SysfsConfig, SysfsDriver, read_file, slug
 
 SIGN = {"Charging": 1.0, "Discharging": -1.0, "Full": 0.0, "Not charging": 0.0}
 
@@ -68,7 +67,7 @@ def find_batteries(fs: Sysfs) -> list[Path]:
     return out
 
 
-class BatteryDriver(Driver):
+class BatteryDriver(SysfsDriver):
     """Laptop batteries: power drawn while discharging (W), charge rate (W), stored energy (J)."""
 
     Config = BatteryConfig
@@ -76,9 +75,7 @@ class BatteryDriver(Driver):
 
     def __init__(self, config: BatteryConfig, *, site: str, clock: Callable[[], int] = now_ms,
                  opener: Opener = read_file) -> None:
-        super().__init__(config, site=site, clock=clock)
-        self.node = config.node or local_node()
-        self.fs = Sysfs(config.root, opener=opener, probe=self.node)
+        super().__init__(config, site=site, clock=clock, opener=opener)
         self._folders: list[Path] | None = None
 
     def batteries(self) -> list[Path]:
@@ -105,12 +102,12 @@ class BatteryDriver(Driver):
         return folder
 
     def probe_id(self, folder: Path) -> str:
-        return f"{self.site}.{self.node}-{slug(folder.name)}"
+        return self.node_probe(slug(folder.name))
 
     def probes(self) -> list[Probe]:
-        return [Probe(self.probe_id(f), driver=self.config.type, period=self.config.period,
-                      description=f"battery {f.name} of {self.node}: power drawn while discharging, "
-                                  "charge rate, stored energy") for f in self.batteries()]
+        return [self.probe(self.probe_id(f), f"battery {f.name} of {self.node}: power drawn while "
+                                             "discharging, charge rate, stored energy")
+                for f in self.batteries()]
 
     def _number(self, path: Path) -> int | None:
         """The integer in an optional file (None when the kernel does not publish it)."""

@@ -22,9 +22,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..errors import MeterPermissionError, MeterReplyError, MeterUnreachable
-from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
+from ..sample import Batch, Probe, Sample, now_ms
 from . import cpu_tdp
-from .base import Driver, DriverConfig, FilePath
+from .base import Driver, DriverConfig, FilePath, site_probe
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,12 @@ class HostModel:
 
 def read_cpuinfo(proc: Path) -> tuple[str, int, int, bool]:
     """(model name, sockets, logical CPUs, is a virtual machine) from ``<proc>/cpuinfo``."""
-    text = _read(proc / "cpuinfo")
+    model, sockets, cpus, virtual = parse_cpuinfo(_read(proc / "cpuinfo"))
+    return model or "unknown CPU", sockets, cpus, virtual
+
+
+def parse_cpuinfo(text: str) -> tuple[str, int, int, bool]:
+    """(model name or "", sockets, logical CPUs, is a virtual machine) from the text of a cpuinfo."""
     model, sockets, cpus, virtual = None, set(), 0, False
     for line in text.splitlines():
         key, _, value = (part.strip() for part in line.partition(":"))
@@ -59,7 +64,7 @@ def read_cpuinfo(proc: Path) -> tuple[str, int, int, bool]:
             sockets.add(value)
         elif key == "flags" and "hypervisor" in value.split():
             virtual = True
-    return model or "unknown CPU", max(len(sockets), 1), max(cpus, 1), virtual
+    return model or "", max(len(sockets), 1), max(cpus, 1), virtual
 
 
 def host_model(proc_root: str | Path = "/proc", *, idle_watts: float | None = None, max_watts: float | None = None,
@@ -161,7 +166,7 @@ class CpuModelConfig(DriverConfig):
         if self.idle_watts is not None and self.max_watts < self.idle_watts:
             raise ValueError(f"`max_watts` ({self.max_watts}) is below `idle_watts` ({self.idle_watts})")
         if self.name is not None:
-            check_probe_id(self.name if "." in self.name else f"site.{self.name}")
+            site_probe(self.name, "site")
         return self
 
 
@@ -176,7 +181,7 @@ class CpuModelDriver(Driver):
         super().__init__(config, site=site, clock=clock)
         self.proc = Path(proc_root if proc_root is not None else config.proc_path)
         name = config.name or host or socket.gethostname().split(".")[0]
-        self.probe = check_probe_id(name if "." in name else f"{site}.{name}")
+        self.probe = site_probe(name, site)
         self._model: HostModel | None = None
         self._last: tuple[int, int, int] | None = None  # busy, total jiffies, time in ms
         self._utilisation = 0.0

@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..sample import Batch, Probe, Series, check_probe_id, now_ms
-from .base import Driver, DriverConfig
+from ..sample import Batch, Probe, Series, now_ms
+from .base import Driver, DriverConfig, site_probe
 from .patterns import ConstantPattern, Pattern, SquarePattern, WalkPattern, probe_keys
 
 
@@ -60,7 +60,7 @@ class DummyConfig(DriverConfig):
         names = self.names()
         for name in names:
             # The site is only known to the driver: check the name under a stand-in site.
-            check_probe_id(name if "." in name else f"site.{name}")
+            site_probe(name, "site")
         if len(set(names)) != len(names):
             raise ValueError("`probes` lists a name twice")
         if self.min > self.max:
@@ -108,9 +108,7 @@ class DummyDriver(Driver):
 
     def __init__(self, config: DummyConfig, *, site: str, clock: Callable[[], int] = now_ms) -> None:
         super().__init__(config, site=site, clock=clock)
-        self.ids = [n if "." in n else f"{site}.{n}" for n in config.names()]
-        for pid in self.ids:
-            check_probe_id(pid)
+        self.ids = [site_probe(n, site) for n in config.names()]
         #: Counters start here (energy at 0 J); the patterns themselves depend on time only.
         self.origin_ms = int(clock())
         self.power = make_power(config, self.ids)

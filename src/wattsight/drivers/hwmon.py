@@ -26,8 +26,7 @@ from pydantic import Field
 
 from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Series, now_ms
-from .base import Driver
-from .sysfs import Opener, Sysfs, SysfsConfig, default_fix, local_node, read_file, slug
+from .sysfs import Opener, Sysfs, SysfsConfig, SysfsDriver, default_fix, read_file, slug
 
 SENSOR = re.compile(r"(power|energy)(\d+)_(input|average)")
 #: metric, unit, kind and the divisor from the kernel's unit (µW, µJ) to SI.
@@ -139,17 +138,17 @@ def select(sensors: list[Sensor], cfg: HwmonConfig, *, root: Path, probe: str) -
     return sensors
 
 
-class HwmonDriver(Driver):
+class HwmonDriver(SysfsDriver):
     """hwmon power (W) and energy (J) sensors: ACPI power meters, GPUs, CPU energy counters."""
 
     Config = HwmonConfig
     SAMPLE = SAMPLE
 
+    permission_fix = staticmethod(permission_fix)
+
     def __init__(self, config: HwmonConfig, *, site: str, clock: Callable[[], int] = now_ms,
                  opener: Opener = read_file) -> None:
-        super().__init__(config, site=site, clock=clock)
-        self.node = config.node or local_node()
-        self.fs = Sysfs(config.root, opener=opener, probe=self.node, fix=permission_fix)
+        super().__init__(config, site=site, clock=clock, opener=opener)
         self._sensors: list[Sensor] | None = None
         self._series: tuple[Series, ...] = ()
         self._scale = np.zeros(0)
@@ -169,15 +168,14 @@ class HwmonDriver(Driver):
         return self._sensors
 
     def probe_id(self, sensor: Sensor) -> str:
-        return f"{self.site}.{self.node}-{sensor.probe_name}"
+        return self.node_probe(sensor.probe_name)
 
     def probes(self) -> list[Probe]:
         out: dict[str, list[Sensor]] = {}
         for s in self.sensors():
             out.setdefault(self.probe_id(s), []).append(s)
-        return [Probe(pid, driver=self.config.type, period=self.config.period,
-                      description=f"hwmon {ss[0].chip} {ss[0].label or ss[0].stem} on {self.node}: "
-                                  + " and ".join(s.file.name for s in ss))
+        return [self.probe(pid, f"hwmon {ss[0].chip} {ss[0].label or ss[0].stem} on {self.node}: "
+                                + " and ".join(s.file.name for s in ss))
                 for pid, ss in out.items()]
 
     def read(self) -> Batch:

@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ..errors import DriverError, MeterAuthError, MeterPermissionError, MeterUnreachable, MissingDependency
-from ..sample import Batch, Probe, Series, check_probe_id, now_ms
+from ..sample import Batch, Probe, Series, now_ms
 from . import mqtt_formats as fmt
-from .base import Driver, DriverConfig, FilePath
+from .base import Driver, DriverConfig, FilePath, from_config_folder, site_probe
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class PlugConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "PlugConfig":
-        check_probe_id(self.probe if "." in self.probe else f"site.{self.probe}")
+        site_probe(self.probe, "site")
         own = {"shelly": {"component"}, "tasmota": {"full_topic", "channel"},
                "json": {"power_path", "power_scale", "energy_path", "energy_scale", "time_path",
                         "availability_topic"}}
@@ -134,11 +134,7 @@ class MqttConfig(DriverConfig):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _from_config_folder(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base")
-        if path is None:
-            return None
-        path = path.expanduser()
-        return Path(base) / path if base is not None and not path.is_absolute() else path
+        return from_config_folder(path, info)
 
     @model_validator(mode="after")
     def _check(self) -> "MqttConfig":
@@ -205,7 +201,7 @@ class MqttDriver(Driver):
 
     def __init__(self, config: MqttConfig, *, site: str, clock: Callable[[], int] = now_ms) -> None:
         super().__init__(config, site=site, clock=clock)
-        self.ids = [check_probe_id(p.probe if "." in p.probe else f"{site}.{p.probe}") for p in config.plugs]
+        self.ids = [site_probe(p.probe, site) for p in config.plugs]
         self.series = [{m: Series(pid, m, u, k) for m, u, k in
                         (("power", "W", "gauge"), ("energy", "J", "counter"), ("up", "1", "gauge"))}
                        for pid in self.ids]

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ..errors import MeterPermissionError, MeterReplyError, MeterUnreachable, MissingDependency
-from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
-from .base import Driver, DriverConfig
+from ..sample import Batch, Probe, Sample, now_ms
+from .base import Driver, DriverConfig, site_probe
 
 # NVML return codes (nvml.h; the same numbers as pynvml.NVML_ERROR_*).
 INVALID_ARGUMENT, NOT_SUPPORTED, NO_PERMISSION, NOT_FOUND = 2, 3, 4, 6
@@ -158,7 +158,7 @@ class NvmlDriver(Driver):
 
     def probe_id(self, index: int, uuid: str) -> str:
         name = self.config.probe.format(host=self.host, index=index, uuid=uuid)
-        return check_probe_id(name if "." in name else f"{self.site}.{name}")
+        return site_probe(name, self.site)
 
     def probes(self) -> list[Probe]:
         """Known without NVML when `devices` lists indexes and the template does not use {uuid}."""

@@ -29,8 +29,7 @@ from pydantic import Field
 
 from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Series, now_ms, wrapping_counter
-from .base import Driver
-from .sysfs import Opener, Sysfs, SysfsConfig, local_node, natural_key, read_file, slug
+from .sysfs import Opener, Sysfs, SysfsConfig, SysfsDriver, natural_key, read_file, slug
 
 #: A zone folder: ``intel-rapl:0``, ``intel-rapl:0:1``, ``intel-rapl-mmio:0``.
 ZONE = re.compile(r"(intel-rapl(?:-[a-z]+)?):(\d+)(?::(\d+))?")
@@ -137,17 +136,17 @@ def select(zones: list[Zone], wanted: list[str], *, root: Path, probe: str) -> l
     return [z for z in zones if z.key in wanted or z.kind in wanted]
 
 
-class RaplDriver(Driver):
+class RaplDriver(SysfsDriver):
     """RAPL (Intel, AMD) energy counters of CPU packages, DRAM and platform, from powercap sysfs."""
 
     Config = RaplConfig
     SAMPLE = SAMPLE
 
+    permission_fix = staticmethod(permission_fix)
+
     def __init__(self, config: RaplConfig, *, site: str, clock: Callable[[], int] = now_ms,
                  opener: Opener = read_file) -> None:
-        super().__init__(config, site=site, clock=clock)
-        self.node = config.node or local_node()
-        self.fs = Sysfs(config.root, opener=opener, probe=self.node, fix=permission_fix)
+        super().__init__(config, site=site, clock=clock, opener=opener)
         self._zones: list[Zone] | None = None
         self._series: tuple[Series, ...] | None = None
         self._ranges_uj: np.ndarray | None = None
@@ -165,11 +164,10 @@ class RaplDriver(Driver):
         return self._zones
 
     def probe_id(self, zone: Zone) -> str:
-        return f"{self.site}.{self.node}-{zone.key}"
+        return self.node_probe(zone.key)
 
     def probes(self) -> list[Probe]:
-        return [Probe(self.probe_id(z), driver=self.config.type, period=self.config.period,
-                      description=f"{z.describe()} on {self.node}") for z in self.zones()]
+        return [self.probe(self.probe_id(z), f"{z.describe()} on {self.node}") for z in self.zones()]
 
     def _prepare(self) -> None:
         """Read each zone's wrap range (constant) and make its series."""

@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..errors import MeterPermissionError, MeterReplyError, MeterUnreachable, MissingDependency
-from ..sample import Batch, Probe, Series, check_probe_id, now_ms
-from .base import Driver, DriverConfig
+from ..sample import Batch, Probe, Series, now_ms
+from .base import Driver, DriverConfig, site_probe
 
 try:  # POSIX only; imported up front, as a process that has dropped privileges may not load them later
     import grp
@@ -81,7 +81,7 @@ class WattsUpConfig(DriverConfig):
     @field_validator("probe")
     @classmethod
     def _probe(cls, name: str) -> str:
-        check_probe_id(name if "." in name else f"site.{name}")
+        site_probe(name, "site")
         return name
 
 
@@ -160,7 +160,7 @@ class WattsUpDriver(Driver):
                  open_port: Callable[[str, int], object] = open_serial) -> None:
         super().__init__(config, site=site, clock=clock)
         self.open_port = open_port
-        self.probe_id = check_probe_id(config.probe if "." in config.probe else f"{site}.{config.probe}")
+        self.probe_id = site_probe(config.probe, site)
         self.series = {f: Series(self.probe_id, m, u, k) for f, (m, u, k, _, _) in FIELDS.items()}
         self.header = HEADER
         self.bad_records = 0      # malformed records since this instance opened the port

@@ -22,12 +22,13 @@ import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from ..errors import MeterPermissionError, MeterReplyError
-from ..sample import check_probe_id
-from .base import DriverConfig, FilePath
+from ..sample import Probe, check_probe_id, now_ms
+from .base import Driver, DriverConfig, FilePath, from_config_folder
 
 #: Reads a whole (small) file as text; the one contact with the file system's contents.
 Opener = Callable[[Path], str]
@@ -75,9 +76,7 @@ class SysfsConfig(DriverConfig):
     @field_validator("root")
     @classmethod
     def _from_config_folder(cls, path: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base")
-        path = path.expanduser()
-        return Path(base) / path if base is not None and not path.is_absolute() else path
+        return from_config_folder(path, info)
 
     @field_validator("node")
     @classmethod
@@ -159,6 +158,29 @@ class Sysfs:
             raise MeterPermissionError(f"permission denied listing {path}. Fix: {self._fix_text(path, None)}",
                                        probe=self.probe) from None
         return sorted((p for p in entries if rx.fullmatch(p.name) and p.is_dir()), key=natural_key)
+
+
+class SysfsDriver(Driver):
+    """What the drivers that read ``/sys`` share: the machine's name (``node``), its tree (``fs``, read
+    through ``opener`` and naming ``permission_fix`` when a file may not be read) and probe ids
+    ``<site>.<node>-<name>``."""
+
+    #: The fix printed when a file may not be read (a function of its path).
+    permission_fix: ClassVar[Callable[[Path], str]] = staticmethod(default_fix)
+
+    def __init__(self, config: SysfsConfig, *, site: str, clock: Callable[[], int] = now_ms,
+                 opener: Opener = read_file) -> None:
+        super().__init__(config, site=site, clock=clock)
+        self.node = config.node or local_node()
+        self.fs = Sysfs(config.root, opener=opener, probe=self.node, fix=type(self).permission_fix)
+
+    def node_probe(self, name: str) -> str:
+        """The probe id of ``name`` (already slugged) on this machine."""
+        return f"{self.site}.{self.node}-{name}"
+
+    def probe(self, probe_id: str, description: str) -> Probe:
+        """A probe of this driver, read every period."""
+        return Probe(probe_id, driver=self.config.type, period=self.config.period, description=description)
 
 
 def _about(what: str) -> str:
