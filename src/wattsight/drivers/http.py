@@ -20,9 +20,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import MeterReplyError
-from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
+from ..sample import Batch, Probe, Sample, now_ms
 from . import jsonpath
-from .base import Driver
+from .base import Driver, site_probe
 from .httpclient import HttpClientConfig, HttpFetcher, safe_url
 
 __all__ = ["HttpClientConfig", "HttpFetcher", "HttpJsonConfig", "HttpJsonDriver", "safe_url"]
@@ -156,7 +156,7 @@ def targets(cfg: HttpJsonConfig, site: str) -> list[Target]:
             raise ValueError(f"probe {name!r} has a `range` but no {{n}} or {{i}} in its name: its probes would clash")
         for n in (range(first, last + 1) if spec.range else [None]):
             label = _fill(name, name, n, first)
-            pid = check_probe_id(label if "." in label else f"{site}.{label}")
+            pid = site_probe(label, site)
             out.append(Target(pid, _fill(spec.power, label, n, first), _fill(spec.energy, label, n, first),
                               _fill(stamp, label, n, first), POWER_UNITS[cfg.power_unit],
                               ENERGY_UNITS[spec.energy_unit or cfg.energy_unit]))

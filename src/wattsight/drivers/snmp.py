@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..errors import MeterReplyError
-from ..sample import Batch, Probe, Series, check_probe_id, now_ms, wrapping_counter
-from .base import Driver
+from ..sample import Batch, Probe, Series, now_ms, wrapping_counter
+from .base import Driver, site_probe
 from .snmp_common import Missing, SnmpClient, SnmpConfig, fill, host_label, type_name
 from .snmp_presets import METRIC_KEYS, PRESETS, Metric
 
@@ -96,7 +96,7 @@ class SnmpPduConfig(SnmpConfig):
         elif "{outlet}" not in self.probe:
             raise ValueError("`probe` must contain {outlet}, or every outlet would get the same name")
         for name in list(self.outlet_map().values()) + ([self.total] if self.total else []):
-            check_probe_id(name if "." in name else f"site.{name}")
+            site_probe(name, "site")
         for key in METRIC_KEYS:
             oid = getattr(self, f"{key}_oid")
             if oid is not None and getattr(self, f"{key}_scale") is None:

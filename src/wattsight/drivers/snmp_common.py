@@ -38,6 +38,11 @@ AUTH_ERRORS = {
 }
 
 
+def int_as_text(v):
+    """A choice written as a TOML integer (``version = 3``, ``counters = 64``) as the text it stands for."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class SnmpConfig(DriverConfig):
     """The agent and how to talk to it: common to ``snmp`` and ``snmp-switch`` sections."""
 
@@ -55,10 +60,7 @@ class SnmpConfig(DriverConfig):
     max_varbinds: int = Field(0, ge=0, description="OIDs per GET the agent accepts; 0: no limit "
                                                    "(all in one request)")
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_text(cls, v):
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    _version_text = field_validator("version", mode="before")(int_as_text)
 
     @model_validator(mode="after")
     def _v3(self) -> SnmpConfig:

@@ -17,9 +17,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import MeterReplyError
-from ..sample import Batch, Probe, Series, check_probe_id, now_ms, wrapping_counter
-from .base import Driver
-from .snmp_common import Missing, SnmpClient, SnmpConfig, fill, host_label, type_name
+from ..sample import Batch, Probe, Series, now_ms, wrapping_counter
+from .base import Driver, site_probe
+from .snmp_common import Missing, SnmpClient, SnmpConfig, fill, host_label, int_as_text, type_name
 
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
@@ -61,10 +61,7 @@ class SnmpSwitchConfig(SnmpConfig):
     counters: Literal["auto", "64", "32"] = Field(
         "auto", description="octet counters: auto (64-bit where the agent has them, else 32-bit), 64, 32")
 
-    @field_validator("counters", mode="before")
-    @classmethod
-    def _counters_text(cls, v):
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    _counters_text = field_validator("counters", mode="before")(int_as_text)
 
     @model_validator(mode="after")
     def _check(self) -> SnmpSwitchConfig:
@@ -79,7 +76,7 @@ class SnmpSwitchConfig(SnmpConfig):
             if bad:
                 raise ValueError(f'ports_by = "ifindex" but `ports` keys {bad} are not numbers')
         for name in self.port_map().values():
-            check_probe_id(name if "." in name else f"site.{name}")
+            site_probe(name, "site")
         return self
 
     def port_map(self) -> dict[str, str]:
