@@ -23,7 +23,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config.explain import Issue, translate
-from .errors import ConfigError, SampleError
+from .config.load import read_text
+from .errors import SampleError
 from .inventory_yaml import Source, parse_yaml
 from .sample import check_probe_id
 
@@ -350,10 +351,5 @@ def loads(text: str, path: str = "<string>") -> tuple[Inventory, Source]:
 
 def load(path: str | Path) -> tuple[Inventory, Source]:
     """Read, parse and validate an inventory file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read the inventory: {reason}", file=str(path),
-                          hint="docs/inventory.md describes the file") from None
+    text = read_text(path, what="the inventory", hint="docs/inventory.md describes the file")
     return loads(text, str(path))

@@ -120,14 +120,18 @@ def loads(text: str, path: str | Path = "<string>") -> Config:
     return _build(data, text, path, base)
 
 
-def load(path: str | Path) -> Config:
-    """Read, parse and validate a configuration file."""
+def read_text(path: str | Path, *, what: str = "the file", hint: str | None = None) -> str:
+    """The UTF-8 text of ``path``, or a ConfigError ``cannot read {what}: reason`` naming the file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read the file: {reason}", file=str(path),
-                          hint="`wattsight config sample > wattsight.toml` writes a sample") from None
+        raise ConfigError(f"cannot read {what}: {reason}", file=str(path), hint=hint) from None
+
+
+def load(path: str | Path) -> Config:
+    """Read, parse and validate a configuration file."""
+    text = read_text(path, hint="`wattsight config sample > wattsight.toml` writes a sample")
     return loads(text, path)
 
 
