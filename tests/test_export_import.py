@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wattsight import cli, transfer
+from wattsight import cli
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store
 from wattsight.sample import Batch, Series, wrapping_counter
@@ -36,9 +36,8 @@ KEY = "0123456789abcdef0123456789abcdef"
 
 
 def ws(*argv: str) -> int:
-    """``wattsight`` with these arguments: through cli.main once it has the verbs, else transfer.main."""
-    argv = [str(a) for a in argv]
-    return cli.main(argv) if hasattr(cli, "transfer") else transfer.main(argv)
+    """``wattsight`` with these arguments."""
+    return cli.main([str(a) for a in argv])
 
 
 def fill(path: Path, n: int = 3000) -> dict:

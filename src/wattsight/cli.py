@@ -221,8 +221,6 @@ def cmd_config(args) -> int:
             raise ConfigError(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}", file=str(args.file),
                               hint="give the path of Kwapi's drivers.conf (usually /etc/kwapi/drivers.conf)") from None
         sys.stdout.write(import_kwapi(text, str(args.file)))
-    elif args.action == "from-inventory":
-        return cli_tools.from_inventory(args)
     return 0
 
 
@@ -280,8 +278,7 @@ def parser() -> argparse.ArgumentParser:
                          epilog="example:\n  wattsight config import-kwapi /etc/kwapi/drivers.conf > wattsight.toml",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ik.add_argument("file")
-    cli_tools.add_from_inventory(csub)
-    cli_tools.add_check_wiring(sub)
+    cli_tools.add_commands(sub, csub)
     transfer.add_commands(sub)
     return p
 
@@ -298,10 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_probe(args, extra)
         if args.verb == "plugins":
             return cmd_plugins(args)
-        if args.verb == "check-wiring":
-            return cli_tools.check_wiring(args)
-        if args.verb in transfer.VERBS:
-            return transfer.run(args)
+        if hasattr(args, "func"):  # the verbs of cli_tools and transfer
+            return args.func(args)
         return cmd_config(args)
     except ConfigError as exc:
         print(f"wattsight: error: {exc}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """The topology verbs of the ``wattsight`` command: ``config from-inventory`` and ``check-wiring``.
 
-:mod:`wattsight.cli` declares them with :func:`add_from_inventory` and :func:`add_check_wiring`
-and calls :func:`from_inventory` and :func:`check_wiring`; the work is done in
-:mod:`wattsight.inventory_toml` and :mod:`wattsight.wiring`.
+:mod:`wattsight.cli` declares them with :func:`add_commands`, which binds each parser to the
+function that runs it (``args.func``), as :func:`wattsight.transfer.add_commands` does; the work
+is done in :mod:`wattsight.inventory_toml` and :mod:`wattsight.wiring`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from .errors import ConfigError
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def add_from_inventory(csub) -> None:
+def add_commands(sub, csub) -> None:
+    """Add ``check-wiring`` to the verbs ``sub`` and ``from-inventory`` to the ``config`` actions ``csub``."""
+    _add_from_inventory(csub)
+    _add_check_wiring(sub)
+
+
+def _add_from_inventory(csub) -> None:
     fi = csub.add_parser(
         "from-inventory", help="generate drivers and probe mappings from an inventory YAML",
         description="Write a wattsight configuration from an inventory of PDUs, BMCs, nodes and switches "
@@ -30,6 +36,7 @@ def add_from_inventory(csub) -> None:
     fi.add_argument("-o", "--output", help="write the configuration here (default: standard output)")
     fi.add_argument("--bus-key", default="/etc/wattsight/bus.key",
                     help="the bus key file the configuration names (default: /etc/wattsight/bus.key)")
+    fi.set_defaults(func=from_inventory)
 
 
 def from_inventory(args) -> int:
@@ -53,7 +60,7 @@ def from_inventory(args) -> int:
     return 0
 
 
-def add_check_wiring(sub) -> None:
+def _add_check_wiring(sub) -> None:
     w = sub.add_parser(
         "check-wiring", help="load each node in turn and check that its probes, and only those, rise",
         description="Load one node at a time (a command, or by hand) and check from measured power that the "
@@ -80,6 +87,7 @@ def add_check_wiring(sub) -> None:
     w.add_argument("--k", type=float, default=5.0, help="rise needed, in baseline noise units (default 5)")
     w.add_argument("--min-rise", type=float, default=10.0, help="W; the least rise that counts (default 10)")
     w.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    w.set_defaults(func=check_wiring)
 
 
 def _nodes(wanted: str | None, mapping: dict[str, tuple[str, ...]]) -> list[str]:

@@ -1,7 +1,7 @@
 """The ``export`` and ``import`` verbs: samples out of the store to files, and files into it.
 
-:mod:`wattsight.cli` declares them with :func:`add_commands` and runs them with :func:`run`;
-:func:`main` runs them alone (the same exit codes as ``wattsight``).  The work is done in
+:mod:`wattsight.cli` declares them with :func:`add_commands`, which binds each parser to
+:func:`run` (``args.func``), as :func:`wattsight.cli_tools.add_commands` does.  The work is done in
 :mod:`.export` and :mod:`.import_`; formats in :mod:`.tables` (Parquet, CSV), :mod:`.hdf5` and
 :mod:`.kwapi` (kwapi-g5k HDF5 and Kwapi RRD); the stores in :mod:`.stores`.
 docs/export-import.md is the user's page.
@@ -9,11 +9,7 @@ docs/export-import.md is the user's page.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-VERBS = ("export", "import")
-RAW = argparse.RawDescriptionHelpFormatter
+from ..cli_tools import RAW
 
 
 def add_commands(sub) -> None:
@@ -38,6 +34,7 @@ def add_commands(sub) -> None:
     e.add_argument("--format", choices=("parquet", "csv", "hdf5"), help="default: from the file name's suffix")
     e.add_argument("-o", "--output", required=True, help="the file to write ('-' for CSV on standard output)")
     _common(e)
+    e.set_defaults(func=run)
 
     i = sub.add_parser(
         "import", help="read Parquet, CSV, HDF5 exports and Kwapi HDF5/RRD dumps into the store",
@@ -59,6 +56,7 @@ def add_commands(sub) -> None:
     i.add_argument("--metric", help="kwapi-hdf5: the metric when the file name does not say; "
                                     "rrd: the metric name (default power, or network_rate for a DERIVE)")
     _common(i)
+    i.set_defaults(func=run)
 
 
 def _common(p) -> None:
@@ -78,19 +76,3 @@ def run(args) -> int:
 
     return import_files(args)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``export``/``import`` on their own, with wattsight's error handling and exit codes."""
-    from ..errors import ConfigError, WattsightError
-
-    p = argparse.ArgumentParser(prog="wattsight", allow_abbrev=False)
-    add_commands(p.add_subparsers(dest="verb", required=True, metavar="VERB"))
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as exc:
-        print(f"wattsight: error: {exc}", file=sys.stderr)
-        return 2
-    except WattsightError as exc:
-        print(f"wattsight: error: {exc}", file=sys.stderr)
-        return 1
