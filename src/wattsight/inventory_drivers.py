@@ -11,6 +11,7 @@ from __future__ import annotations
 from .config.explain import Issue, translate
 from .errors import PluginError, WattsightError
 from .inventory import Bmc, Pdu, Snmp, Source, Switch, preset_of
+from .sample import site_of
 
 
 def _snmp_keys(host: str, snmp: Snmp) -> dict:
@@ -114,7 +115,7 @@ def check_section(keys: dict, ids, src: Source, loc: tuple) -> None:
         raise src.error([Issue(loc, f"makes a [drivers] section the {keys['type']} driver refuses: "
                                     f"{i.problem}" + (f" (key {'.'.join(map(str, i.loc))})" if i.loc else ""),
                                i.expected, i.hint) for i in issues]) from None
-    site = next(iter(ids)).split(".", 1)[0]
+    site = site_of(next(iter(ids)))
     try:
         announced = {p.id for p in cls(cfg, site=site).probes()}
     except PluginError:  # its client library is missing here: the ids cannot be asked

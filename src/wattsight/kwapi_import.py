@@ -34,6 +34,7 @@ from collections import Counter
 from .kwapi_drivers import METRICS, Context, Converted, commented, dummy, kv, snmp, toml_key
 from .kwapi_ini import IniSection, KwapiSection, parse_ini, read_section, unquote
 from .kwapi_meters import ipmi, json_url, wattsup
+from .sample import site_of
 
 #: Kwapi class name (lower case) -> converter.
 CONVERTERS = {"dummy": dummy, "dummywatts": dummy, "dummynet": dummy, "snmp": snmp, "snmpin": snmp,
@@ -85,7 +86,7 @@ def import_kwapi(text: str, path: str) -> str:
     sections = parse_ini(text, path)
     default = next((s for s in sections if s.name == "DEFAULT"), IniSection("DEFAULT", 1))
     kwapi = [read_section(s, path) for s in sections if s.name != "DEFAULT"]
-    sites = Counter(c.probe.split(".", 1)[0] for ks in kwapi for c in ks.channels)
+    sites = Counter(site_of(c.probe) for ks in kwapi for c in ks.channels)
     site = sites.most_common(1)[0][0] if sites else "local"
     ctx = Context(site)
     out = _header(default, path, site)
