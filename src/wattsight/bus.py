@@ -61,7 +61,9 @@ def new_source_id() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{os.urandom(6).hex()}"
 
 
-_ENDPOINT = re.compile(r"(ipc://.+|tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})|inproc://.+)")
+#: The host of a ``host:port`` (a name, an IPv4 address or a bracketed IPv6 one); [api] listen uses it too.
+HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+"
+_ENDPOINT = re.compile(rf"(ipc://.+|tcp://(\*|{HOST}):(\d{{1,5}})|inproc://.+)")
 
 
 def check_endpoint(endpoint: str) -> str:

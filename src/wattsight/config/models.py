@@ -27,7 +27,7 @@ from ..errors import BusError, ConfigError
 log = logging.getLogger(__package__)  # "wattsight.config", as before the module became a package
 
 ENDPOINT_FORMS = "'ipc://<path>', 'tcp://<host>:<port>' or 'inproc://<name>'"
-_LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_LISTEN = re.compile(rf"^({bus.HOST}):(\d{{1,5}})$")
 KEY_HINT = "create one with `head -c 32 /dev/urandom | base64 > /etc/wattsight/bus.key` and set secret_file"
 
 #: A path field of a strict model: a TOML string is how a path is written, so it stays accepted.
