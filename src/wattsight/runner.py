@@ -2,8 +2,7 @@
 
 Each polled driver gets its own single-thread executor and its own timer on a fixed grid
 aligned on wall-clock multiples of its period (late ticks are skipped and counted, never
-bunched), so a slow,
-hung or dead meter can only delay itself.  The rules:
+bunched), so a slow, hung or dead meter can only delay itself.  The rules:
 
 - a read that raises :class:`~wattsight.errors.DriverError` (meter unreachable, bad
   reply...) is retried with exponential back-off (period x 2^n, capped);
