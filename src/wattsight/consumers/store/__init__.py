@@ -14,7 +14,8 @@ Layout of ``config.path``::
     LOCK                        held while a process has the store open
     wal/000000000042.wal        write-ahead log files (see wal.py)
     segments/<lo>-<hi>.parquet  immutable segments covering WAL files lo..hi (see segment.py)
-    rollups/<level>/<ms>.parquet  1 min / 1 h / 1 day cells, updated at each flush (rollup_files.py)
+    rollups/<level>/<ms>.parquet  1 min / 1 h / 1 day cells, updated at each flush (rollup_files.py,
+                                  rollup_sync.py)
 
 Queries whose resolution allows use the rollups (``buckets()``, ``energy()``: rollup_query.py);
 the background thread also applies ``[store.retention]`` (retention.py).
@@ -28,7 +29,6 @@ or a corrupt one.  docs/consumers/store.md tells the whole story and the measure
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable
@@ -44,7 +44,10 @@ from ...sample import Batch, now_ms
 from ...timeseries import merge_parts
 from . import retention as rt
 from . import rollup_query
-from .rollup_files import Rollups, catch_up, roll
+from .compaction import drop_covered, pick_run
+from .files import file_size, lock_store
+from .rollup_files import Rollups
+from .rollup_sync import catch_up, roll
 from .segment import Segment, fsync_dir, merge_segments, prepare, write_prepared
 from .tail import Registry, SeriesInfo, Tail, batch_columns, select
 from .wal import Problem, Wal, replay, wal_files
@@ -92,7 +95,7 @@ class Store:
         self._last_flush_ms: int | None = None
         self._last_retention_ms: int | None = None
         self._closed = False
-        self._lockfile = _lock(self.path)
+        self._lockfile = lock_store(self.path)
         try:
             self._wal = self._recover()
             self._rollups = Rollups(self.path / "rollups")
@@ -171,7 +174,7 @@ class Store:
         merges = 0
         while True:
             with self._maintenance:
-                run = _pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
+                run = pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
                 if not run:
                     return merges
                 merged = self._merge(run)
@@ -279,7 +282,7 @@ class Store:
                        samples_total=int(self._registry.count.sum()), last_flush_ms=self._last_flush_ms)
         seg_bytes = sum(s.size for s in segments)
         seg_rows = sum(s.rows for s in segments)
-        wal_bytes = sum(_size(p) for _, p in wal_files(self._waldir))
+        wal_bytes = self._wal_bytes()
         out.update(segments=len(segments), segment_rows=seg_rows, segment_bytes=seg_bytes,
                    wal_bytes=wal_bytes, bytes_on_disk=seg_bytes + wal_bytes,
                    bytes_per_sample=seg_bytes / seg_rows if seg_rows else None,
@@ -331,7 +334,7 @@ class Store:
         """Disk use (segments, log, rollups), and per metric: series, samples, bytes, oldest/newest."""
         with self._lock:
             segments, infos = self._segments, self._registry.infos()
-        wal_bytes = sum(_size(p) for _, p in wal_files(self._waldir))
+        wal_bytes = self._wal_bytes()
         return rt.usage(self, segments, infos, wal_bytes, self._rollups.usage())
 
     # -- start ---------------------------------------------------------------------------
@@ -343,6 +346,9 @@ class Store:
     def _waldir(self) -> Path:
         return self.path / "wal"
 
+    def _wal_bytes(self) -> int:
+        return sum(file_size(p) for _, p in wal_files(self._waldir))
+
     def _recover(self) -> Wal:
         """Open the segments, replay the log, and start a new log file."""
         self._segdir.mkdir(parents=True, exist_ok=True)
@@ -350,7 +356,7 @@ class Store:
         for tmp in self._segdir.glob(".tmp-*"):  # a flush or merge killed half-way
             tmp.unlink()
             self._n["temp_files_removed"] += 1
-        segments = _drop_covered([Segment.open(p) for p in sorted(self._segdir.glob("*.parquet"))])
+        segments = drop_covered([Segment.open(p) for p in sorted(self._segdir.glob("*.parquet"))])
         for seg in segments:
             self._registry.fold(self._registry.id_map(seg.series), seg.count, seg.first_t, seg.last_t,
                                 seg.last_v)
@@ -377,60 +383,3 @@ class Store:
                 self._n["replayed_batches"] += 1
                 self._n["replayed_samples"] += len(item)
 
-
-def _pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segment]:
-    """The oldest consecutive run holding ``fanout`` segments of one level, within ``max_rows``.
-
-    A segment's level is log_fanout of the flushes (log files) it covers, so levels do not
-    depend on the ingest rate: 8 flushes make a level-1 segment, 64 a level-2 one.  Smaller
-    segments inside a run are merged along; larger ones end it.  Each sample is rewritten
-    about log_fanout(flushes per largest segment) times.
-    """
-    level = [int(math.log(s.hi - s.lo + 1, fanout) + 1e-9) for s in segments]
-    for k in sorted(set(level)):
-        run: list[int] = []
-        for i, lv in enumerate(level):
-            if lv > k:
-                run = []
-                continue
-            run.append(i)
-            while sum(segments[j].rows for j in run) > max_rows:
-                run.pop(0)
-            if sum(level[j] == k for j in run) >= fanout:
-                return [segments[j] for j in run]
-    return []
-
-
-def _drop_covered(segments: list[Segment]) -> list[Segment]:
-    """Segments by WAL range, deleting those inside another's range (a merge killed before cleanup)."""
-    keep = []
-    for seg in segments:
-        if any(o is not seg and o.lo <= seg.lo and seg.hi <= o.hi for o in segments):
-            seg.path.unlink()
-        else:
-            keep.append(seg)
-    return sorted(keep, key=lambda s: s.hi)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:  # deleted by a flush since listed
-        return 0
-
-
-def _lock(path: Path) -> int:
-    """Hold ``path/LOCK`` so that a second process cannot open the same store."""
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one process per store is then up to the user
-        return fd
-    try:  # POSIX record locks belong to the process: reopening in-process (a crash test) works
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise StoreError(f"{path}: the store is open in another process ({exc.strerror}). Stop it, "
-                         "or give this one another [store] path") from exc
-    return fd

@@ -13,13 +13,13 @@ a flush touched *from the raw samples* (so late samples and samples sent again g
 cells a full rebuild would), then the touched hours from the 1 min cells and the touched days
 from the hours.  Files are written whole under a temporary name, fsynced and renamed; STATE
 last.  A start whose STATE is behind the segments (a crash in between, or a store written
-before rollups existed) recomputes the cells of the segments it does not cover.
+before rollups existed) recomputes the cells of the segments it does not cover (the calls from
+the Store, at each flush and at start, are in rollup_sync.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections import OrderedDict
@@ -33,9 +33,8 @@ import pyarrow.parquet as pq
 from ...errors import StoreError
 from ...sample import counter_range, is_counter
 from . import rollup as ru
+from .files import atomic_write, file_size
 from .segment import fsync_dir
-
-log = logging.getLogger("wattsight.store")
 
 Key = tuple[str, str]
 M, H, D = ru.LEVELS["1m"], ru.LEVELS["1h"], ru.LEVELS["1d"]
@@ -57,6 +56,7 @@ class Rollups:
         self.counter = np.zeros(0, bool)
         self.wrap = np.zeros(0)
         self.hi_t = np.zeros(0, np.int64)  # per kid, the latest time of its rows in segments (see append)
+        self.sid_lut: list[int] = []  # per store series id, its kid (grown by rollup_sync)
         self._lock = threading.Lock()
         self._parts: OrderedDict[tuple[str, int], ru.Cells] = OrderedDict()
         self._dirty: set[tuple[str, int]] = set()
@@ -254,7 +254,7 @@ class Rollups:
             dirs = {self.path / level for level, _ in dirty}
             for d in dirs:
                 fsync_dir(d)
-            _atomic(self.path / "STATE.json", json.dumps({"covered_hi": covered_hi}).encode())
+            atomic_write(self.path / "STATE.json", json.dumps({"covered_hi": covered_hi}).encode())
         except OSError as exc:
             with self._lock:
                 self._dirty.update(dirty)
@@ -299,7 +299,7 @@ class Rollups:
         out = {}
         for level in ru.LEVELS:
             parts = sorted(self.files[level])
-            size = sum(_size(self._file(level, p)) for p in parts)
+            size = sum(file_size(self._file(level, p)) for p in parts)
             out[level] = {"partitions": len(parts), "bytes": size,
                           "from_ms": parts[0] if parts else None,
                           "to_ms": parts[-1] + PART[level] if parts else None}
@@ -333,78 +333,3 @@ def _join(old: ru.Cells, new: ru.Cells, p: int, size: int, part: int, counter: n
     key = np.concatenate([okey, nkey[~hit]])
     return ru.take(out, np.argsort(key, kind="stable"))
 
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-# -- glue with the Store ----------------------------------------------------------------------
-def _kids_of(store, R: Rollups, sid: np.ndarray) -> np.ndarray:
-    """Rollup key ids of store series ids (a key takes the kind of its first series)."""
-    with store._lock:
-        series = list(store._registry.series)
-    lut = getattr(R, "_sid_lut", [])
-    for s in series[len(lut):]:
-        lut.append(R.kid(s.key, s.kind))
-    R._sid_lut = lut
-    return np.asarray(lut, np.int64)[sid]
-
-
-def _reader(store, R: Rollups) -> Reader:
-    def read(kids: np.ndarray, lo: int, hi: int):
-        keys = [R.keys[k] for k in kids.tolist()]
-        got = store.read(keys, lo, hi, memory=False)  # the rollups hold what segments hold
-        parts = [(np.full(len(got[key][0]), k, np.int64), *got[key]) for k, key in zip(kids.tolist(), keys)]
-        return tuple(np.concatenate(c) for c in zip(*parts)) if parts else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return read
-
-
-def roll(store, R: Rollups, rows, hi: int) -> None:
-    """After a flush made ``rows`` (segment.Prepared) durable as the segment ending at WAL file ``hi``."""
-    if R.broken:
-        return
-    try:
-        lut = _kids_of(store, R, rows.index)  # segment series -> key ids
-        if rows.v is None or not R.append(lut, rows.count, rows.t, rows.v):
-            kid = np.repeat(lut, rows.count)
-            R.update(kid, rows.t, _reader(store, R))
-            R.note(lut, rows.t[rows.starts + rows.count - 1])
-    except Exception:  # queries fall back to raw samples; the next start rebuilds from STATE
-        R.broken = True
-        store._n["rollup_errors"] += 1
-        log.exception("%s: rollup update failed; queries read raw samples until the next start", R.path)
-        return
-    try:
-        R.save(hi)
-    except StoreError as exc:
-        store._n["rollup_errors"] += 1
-        log.error("%s", exc)
-
-
-def catch_up(store, R: Rollups) -> None:
-    """At start: the cells of the segments that STATE does not cover (a crash, an older store)."""
-    for seg in store._segments:  # what the rollups hold, per key (see Rollups.append)
-        if len(seg.series):
-            R.note(_kids_of(store, R, store._registry.id_map(seg.series)), seg.last_t)
-    todo = [s for s in store._segments if s.hi > R.covered_hi]
-    for seg in todo:
-        local, t, _ = seg.read_all()
-        ids = store._registry.id_map(seg.series)
-        R.update(_kids_of(store, R, ids[local]), t, _reader(store, R))
-        log.info("%s: rollups rebuilt for %d samples of segment %s", R.path, len(t), seg.path.name)
-    if todo:
-        R.save(max(s.hi for s in store._segments))

@@ -25,6 +25,7 @@ import numpy as np
 from ...energy import Energy
 from . import rollup as ru
 from .rollup_files import PART
+from .rollup_sync import raw_columns
 
 Key = tuple[str, str]
 M = ru.LEVELS["1m"]
@@ -39,12 +40,7 @@ def _raw(store, R, keys: list[Key], kids: np.ndarray, lo: int, hi: int) -> ru.Ce
     """Raw samples of ``keys`` in [lo, hi] as one-sample pieces."""
     if hi < lo:
         return ru.empty()
-    got = store.read(keys, lo, hi)
-    parts = [(np.full(len(got[k][0]), kid, np.int64), *got[k]) for k, kid in zip(keys, kids.tolist())]
-    if not parts:
-        return ru.empty()
-    kid, t, v = (np.concatenate(c) for c in zip(*parts))
-    return ru.points(kid, t, v)
+    return ru.points(*raw_columns(store, keys, kids, lo, hi))
 
 
 def _cached(R, level: str) -> set[int]:
