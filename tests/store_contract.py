@@ -53,6 +53,14 @@ def as_lists(got) -> list[list]:
 # -- backends -----------------------------------------------------------------------------------
 
 
+def open_embedded(path: Path, **kw):
+    """An embedded Store on ``path`` that flushes when told (``flush_interval`` 1 h unless given)."""
+    from wattsight.config import StoreConfig
+    from wattsight.consumers.store import Store
+
+    return Store(StoreConfig(path=path, flush_interval=kw.pop("flush_interval", 3600), **kw))
+
+
 class EmbeddedBackend:
     name, durable_ack = "embedded", True
 
@@ -61,10 +69,7 @@ class EmbeddedBackend:
         self.stores: list = []
 
     def open(self):
-        from wattsight.config import StoreConfig
-        from wattsight.consumers.store import Store
-
-        self.stores.append(Store(StoreConfig(path=self.path, flush_interval=3600)))
+        self.stores.append(open_embedded(self.path))
         return self.stores[-1]
 
     def abandon(self, store) -> None:
@@ -131,10 +136,10 @@ def crash(backend, store) -> None:
 # -- the checks ---------------------------------------------------------------------------------
 
 
-def values_come_back_bit_for_bit(backend):
+def lossless_values(n: int) -> dict[str, np.ndarray]:
+    """Value columns a store must give back bit for bit: decimal ones, floats, NaN, inf, -0.0."""
     rng = np.random.default_rng(3)
-    n = 300
-    values = {
+    return {
         "int": rng.integers(-2000, 2000, n).astype(float),
         "tenth": np.round(rng.uniform(0, 800, n), 1),
         "milli": np.round(rng.uniform(-5, 5, n), 3),
@@ -143,6 +148,11 @@ def values_come_back_bit_for_bit(backend):
         "tenth+nan": np.where(np.arange(n) == 7, np.nan, np.round(rng.uniform(0, 9, n), 1)),
         "negzero": np.resize([1.0, -0.0, 2.0], n),
     }
+
+
+def values_come_back_bit_for_bit(backend):
+    n = 300
+    values = lossless_values(n)
     store = backend.open()
     for name, v in values.items():
         store.handle(one(Series("t.lossless", name, "W"), T0 + np.arange(n) * 1000, v))

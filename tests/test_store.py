@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from store_contract import ALL, KEY, POWER, T0, batches, bits, lossless_values, one, pdu_trace
+from store_contract import open_embedded as open_store
 
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import SeriesInfo, Store
@@ -17,39 +18,10 @@ from wattsight.consumers.store.segment import Segment, choose_scales, decode
 from wattsight.errors import StoreError
 from wattsight.sample import Batch, Series
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import batches, pdu_trace  # noqa: E402
-
-T0 = 1_767_225_600_000
-POWER = Series("t.pdu-1", "power", "W")
-KEY = POWER.key
-ALL = (0, 2**62)
-
-
-def open_store(path: Path, **kw) -> Store:
-    return Store(StoreConfig(path=path, flush_interval=kw.pop("flush_interval", 3600), **kw))
-
-
-def one(series: Series, t, v) -> Batch:
-    return Batch.of_series(series, np.asarray(t, np.int64), np.asarray(v, np.float64))
-
-
-def bits(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, np.float64).view(np.int64)
-
 
 def test_values_come_back_bit_for_bit(tmp_path):
-    rng = np.random.default_rng(3)
     n = 500
-    values = {
-        "int": rng.integers(-2000, 2000, n).astype(float),
-        "tenth": np.round(rng.uniform(0, 800, n), 1),
-        "milli": np.round(rng.uniform(-5, 5, n), 3),
-        "float": rng.normal(0, 1e3, n),
-        "odd": np.resize([np.nan, np.inf, -np.inf, -0.0, 0.0, 5e-324, 1e300, 2.0**60, 1e-7], n),
-        "tenth+nan": np.where(np.arange(n) == 7, np.nan, np.round(rng.uniform(0, 9, n), 1)),
-        "negzero": np.resize([1.0, -0.0, 2.0], n),
-    }
+    values = lossless_values(n)
     store = open_store(tmp_path)
     for name, v in values.items():
         store.handle(one(Series("t.lossless", name, "W"), T0 + np.arange(n) * 1000, v))
@@ -308,7 +280,7 @@ def test_a_large_tail_is_flushed_before_the_interval_is_up(tmp_path):
             assert time.monotonic() < deadline, "the full tail was not flushed"
             time.sleep(0.05)
         assert store.stats()["tail_samples"] == 0
-        t, v = store.read([("a.x", "power")], 0, 8_000)[("a.x", "power")]
+        t, _v = store.read([("a.x", "power")], 0, 8_000)[("a.x", "power")]
         assert len(t) == 8_000
     finally:
         store.close()

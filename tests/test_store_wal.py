@@ -13,20 +13,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from store_contract import T0
+from store_contract import open_embedded as open_store
 
 from wattsight.codec import encode_batch
-from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store
 from wattsight.consumers.store.wal import HEADER
 from wattsight.errors import StoreError
 from wattsight.sample import Batch, Series
 
-T0 = 1_767_225_600_000
 SERIES = (Series("t.pdu-1", "power", "W"), Series("t.pdu-1", "energy", "J", "counter"))
-
-
-def open_store(path: Path, **kw) -> Store:
-    return Store(StoreConfig(path=path, flush_interval=kw.pop("flush_interval", 3600), **kw))
 
 
 def batch(i: int, n: int = 50) -> Batch:
