@@ -75,7 +75,7 @@ def test_energy_properties_and_sum():
     assert total.coverage == 0.75
     assert sum([e, e, e]) == Energy(3 * 7.2e6, 1_500, 3_000)
     with pytest.raises(TypeError):
-        e + 1.0  # noqa: B018
+        e + 1.0
     with pytest.raises(AttributeError):
         e.joules = 1.0  # frozen
 

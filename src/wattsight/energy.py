@@ -58,7 +58,7 @@ class Energy:
         """The amount in kilowatt-hours."""
         return self.joules / J_PER_KWH
 
-    def __add__(self, other: object) -> "Energy":
+    def __add__(self, other: object) -> Energy:
         """The total over two disjoint ranges: amounts, coverage and lengths add."""
         if not isinstance(other, Energy):
             return NotImplemented
@@ -66,14 +66,14 @@ class Energy:
             self.joules + other.joules, self.covered_ms + other.covered_ms, self.range_ms + other.range_ms
         )
 
-    def __radd__(self, other: object) -> "Energy":
+    def __radd__(self, other: object) -> Energy:
         """Lets ``sum(energies)`` start from the integer 0."""
         if isinstance(other, int) and other == 0:
             return self
         return NotImplemented
 
     @classmethod
-    def zero(cls, range_ms: int = 0) -> "Energy":
+    def zero(cls, range_ms: int = 0) -> Energy:
         """No energy and no coverage over a range of ``range_ms``."""
         return cls(0.0, 0, int(range_ms))
 
