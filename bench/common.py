@@ -187,3 +187,17 @@ def emit(figure: str, value: float, unit: str, engine: str, **extra) -> None:
 
     print(json.dumps({"figure": figure, "value": round(float(value), 4), "unit": unit,
                       "engine": engine, **extra}), flush=True)
+
+
+def dummy_rack_config(path, *, site: str, endpoint: str, secret: str, store, count: int, burst: int,
+                      period: float, flush_interval: float | None = None, listen: str | None = None):
+    """Write to ``path`` (and return it) a config of one dummy driver ``rack`` -- ``count`` probes,
+    ``burst`` samples each every ``period`` s, pattern ``walk`` -- publishing on ``endpoint`` to a
+    store at ``store``: the full-rate drivers of bench/e2e.py and tests/test_crash_full_rate.py."""
+    store_extra = "" if flush_interval is None else f"flush_interval = {flush_interval}\n"
+    api = "" if listen is None else f'[api]\nlisten = "{listen}"\n'
+    path.write_text(f'site = "{site}"\n[bus]\nendpoint = "{endpoint}"\nsecret = "{secret}"\n'
+                    f'[store]\npath = "{store}"\n{store_extra}{api}'
+                    f'[drivers.rack]\ntype = "dummy"\nperiod = {period}\ncount = {count}\nburst = {burst}\n'
+                    'pattern = "walk"\n')
+    return path

@@ -31,36 +31,21 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figures import emit_json  # noqa: E402
+from common import dummy_rack_config
+from figures import emit_json
 
-from wattsight.app import Inbox  # noqa: E402
-from wattsight.bus import Subscriber  # noqa: E402
-from wattsight.config import StoreConfig  # noqa: E402
-from wattsight.consumers.store import Store  # noqa: E402
-from wattsight.sample import Batch, Series  # noqa: E402
+from wattsight.app import Inbox
+from wattsight.bus import Subscriber
+from wattsight.config import StoreConfig
+from wattsight.consumers.store import Store
+from wattsight.sample import Batch, Series
 
 KEY = "bench-secret-0123456789abcdef0123456789"
 
 
 def _config(tmp: Path, endpoint: str, *, count: int, burst: int, period: float, listen: str = "127.0.0.1:8080") -> Path:
-    cfg = tmp / "bench.toml"
-    cfg.write_text(f"""
-site = "bench"
-[bus]
-endpoint = "{endpoint}"
-secret = "{KEY}"
-[store]
-path = "{tmp / 'store'}"
-[api]
-listen = "{listen}"
-[drivers.rack]
-type = "dummy"
-period = {period}
-count = {count}
-burst = {burst}
-pattern = "walk"
-""")
-    return cfg
+    return dummy_rack_config(tmp / "bench.toml", site="bench", endpoint=endpoint, secret=KEY, store=tmp / "store",
+                             count=count, burst=burst, period=period, listen=listen)
 
 
 def _spawn(args: list[str], tmp: Path, log: str) -> subprocess.Popen:

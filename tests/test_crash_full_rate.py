@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -49,6 +50,9 @@ from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store
 from wattsight.consumers.store.segment import Segment
 from wattsight.consumers.store.wal import Problem, replay
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import dummy_rack_config
 
 pytestmark = pytest.mark.slow
 
@@ -68,23 +72,9 @@ def config(tmp: Path) -> Path:
     bus = f"ipc://{tmp}/bus"
     if len(bus) > 100:  # an ipc path longer than sun_path
         bus = f"tcp://127.0.0.1:{free_port()}"
-    cfg = tmp / "crash.toml"
-    cfg.write_text(f"""
-site = "crash"
-[bus]
-endpoint = "{bus}"
-secret = "a-test-secret-of-enough-length-0123456789"
-[store]
-path = "{tmp / 'store'}"
-flush_interval = {FLUSH_INTERVAL}
-[drivers.rack]
-type = "dummy"
-period = {PERIOD}
-count = {PROBES}
-burst = {BURST}
-pattern = "walk"
-""")
-    return cfg
+    return dummy_rack_config(tmp / "crash.toml", site="crash", endpoint=bus,
+                             secret="a-test-secret-of-enough-length-0123456789", store=tmp / "store",
+                             count=PROBES, burst=BURST, period=PERIOD, flush_interval=FLUSH_INTERVAL)
 
 
 class Watcher(threading.Thread):
