@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from peers._common import free_port, stop_process
+from peers._common import free_port, http_answers, stop_process, wait_until
 
 __all__ = ["Wattsight", "free_port"]
 
@@ -38,32 +37,18 @@ class Wattsight:
         return r.json()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
-            if self.listen is None:
-                if "running" in self.output():
-                    return
-            else:
-                try:
-                    if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
+        """Until the API answers /api/v1/health (or, with no API, the log says "running")."""
+        if self.listen is None:
+            ready = lambda: "running" in self.output()
+        else:
+            ready = http_answers(self.url + "/api/v1/health", 200)
+        self.wait_for(ready, timeout, f"{self.name} ready", every=0.2)
 
-    def wait_for(self, predicate, timeout: float = 60, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = predicate()
-            if got:
-                return got
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.output()}")
-            time.sleep(0.25)
-        raise AssertionError(f"{what} not met after {timeout} s:\n{self.output()}")
+    def wait_for(self, predicate, timeout: float = 60, what: str = "condition", *, every: float = 0.25):
+        """``predicate()``'s first true value; AssertionError with the log if the process exits first or
+        after ``timeout`` s."""
+        return wait_until(predicate, timeout, what, self.proc, output=lambda: "\n" + self.output(),
+                          error=AssertionError, every=every)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
