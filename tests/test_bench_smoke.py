@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 def test_e2e_beats_the_kwapi_style_baseline_tenfold_with_nothing_lost():
     out = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--quick", "--only", "e2e,kwapi"],
-                         capture_output=True, text=True, timeout=300, cwd=BENCH)
+                         capture_output=True, text=True, timeout=300, cwd=BENCH, check=False)
     assert out.returncode == 0, out.stderr
     figures = {f["figure"]: f for f in map(json.loads, filter(None, out.stdout.splitlines()))}
     e2e = figures["e2e_rate"]

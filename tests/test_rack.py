@@ -113,7 +113,7 @@ def expected_probes() -> set[str]:
 
 
 def test_a_rack_polled_at_1_hz_shows_every_probe_and_survives_one_dead_peer(rack):
-    ws, ipmis, redfishes, pdus, switch = rack
+    ws, ipmis, _redfishes, pdus, _switch = rack
     want = expected_probes()
     assert len(want) == N_IPMI + N_REDFISH + 2 * OUTLETS + PORTS == 82
 
