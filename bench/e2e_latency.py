@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from figures import emit_json
 
 

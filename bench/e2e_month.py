@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import T0_MS, batches, pdu_trace
 from figures import emit_json
+
 from wattsight.config import ApiConfig, StoreConfig
 from wattsight.consumers.store import Store
 

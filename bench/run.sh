@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every benchmark, one JSON line per figure (bench/README.md says what each measures).
+# Every benchmark, one JSON line per figure (each script's --help says what it measures; README.md,
+# "Performance", has the figures).
 #   bash bench/run.sh            full figures (about 10 minutes on 2 cores)
 #   bash bench/run.sh --quick    a smoke run with smaller inputs
 set -euo pipefail
