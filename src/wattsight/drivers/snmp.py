@@ -163,8 +163,9 @@ class Row:
 
 
 class SnmpPduDriver(Driver):
-    """Metered PDUs over SNMP (APC, Eaton, Raritan, Server Technology, Liebert, or OIDs given):
-    power and energy of each outlet and of the PDU, in one GET per read."""
+    """Metered PDUs over SNMP: power and energy of each outlet and of the PDU, in one GET per read.
+
+    Presets for APC, Eaton, Raritan, Server Technology and Liebert, or OIDs given."""
 
     Config = SnmpPduConfig
     SAMPLE = SAMPLE
