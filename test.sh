@@ -7,9 +7,10 @@ cd "$(dirname "$0")"
 # System packages the tests' peers come from (Debian names): Prometheus (remote_write receiver,
 # promtool), InfluxDB 1.x, the IPMI
 # simulator and client (openipmi, ipmitool; libopenipmi-dev and gcc build the simulator's DCMI plugin),
-# Kwapi's RRD files for the import tests (rrdtool), pty pairs for the serial meter (socat), a broker the MQTT tests can stop (mosquitto).
+# Kwapi's RRD files for the import tests (rrdtool), pty pairs for the serial meter (socat), a broker the MQTT tests can stop (mosquitto),
+# the headless browser the web UI tests drive through Playwright (chromium; fonts-dejavu-core for its text and the PNG graphs).
 need=()
-for pkg in prometheus influxdb openipmi ipmitool libopenipmi-dev socat mosquitto gcc postgresql rrdtool; do
+for pkg in prometheus influxdb openipmi ipmitool libopenipmi-dev socat mosquitto gcc postgresql rrdtool chromium fonts-dejavu-core; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_tools, transfer
+from . import __version__, cli_record, cli_tools, transfer
+from .recordings import cli as recordings_cli
 from .errors import ConfigError, PluginError, WattsightError
 
 EPILOG_MAIN = """\
@@ -280,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     ik.add_argument("file")
     cli_tools.add_commands(sub, csub)
     transfer.add_commands(sub)
+    cli_record.add_commands(sub)
+    recordings_cli.add_commands(sub)
     return p
 
 

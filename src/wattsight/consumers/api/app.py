@@ -51,6 +51,8 @@ def totals(request: Request) -> EnergyTotals:
 
 def create_app(ctx: ApiContext) -> FastAPI:
     """The FastAPI app serving ``/api/v1``, Kwapi's ``/v1`` and ``/metrics`` from ``ctx``."""
+    from ...recordings import routes as recordings
+    from ...web import router as web_router
     from . import kwapi, metrics, routes_v1
 
     app = FastAPI(
@@ -68,6 +70,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_v1.router)
     app.include_router(kwapi.router)
     app.include_router(metrics.router)
+    app.include_router(recordings.router)
+    app.include_router(web_router)
     _install_error_handlers(app)
     return app
 

@@ -1,0 +1,1 @@
+"""The energy recorder's Python SDK (in progress)."""
