@@ -15,6 +15,10 @@ and re-ordered (a late number, still accepted once).  Messages sent further than
 ``window`` from the subscriber's clock are refused as stale: together with the per
 source numbering this refuses replays.  A refused message is counted per cause, logged
 the first time each cause is seen, and never stops the subscriber.
+
+A subscriber given a :class:`~wattsight.bus_ledger.Ledger` remembers across restarts the
+last number its consumers acknowledged from each source (:meth:`Subscriber.commit`), so
+messages sent while it was down are counted as lost instead of vanishing.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 import msgpack
 import zmq
 
+from .bus_ledger import Ledger
 from .codec import decode_batch, encode_batch
 from .errors import BusError, MessageRefused
 from .sample import Batch, now_ms
@@ -176,6 +181,8 @@ class SourceState:
     missing: set[int] = field(default_factory=set)
     batches: int = 0
     lost_expired: int = 0
+    #: True when ``highest`` came from the ledger (the previous run): a gap is then logged.
+    restored: bool = False
 
     def accept(self, seq: int) -> str:
         """Record ``seq``; returns "new", "reordered", or raises MessageRefused."""
@@ -217,9 +224,12 @@ class Subscriber:
     def __init__(self, endpoints: str | Iterable[str], key: bytes, *, bind: bool = False,
                  sites: Iterable[str] = (), metrics: Iterable[str] = (), window: float = 300.0,
                  context: zmq.Context | None = None, clock: Callable[[], int] = now_ms,
-                 hwm: int = 100_000) -> None:
+                 hwm: int = 100_000, ledger: Ledger | None = None) -> None:
         if not key:
             raise BusError("the bus needs a secret key to check messages (bus.secret or bus.secret_file)")
+        #: Where acknowledged message numbers persist (see :meth:`commit`), or None.
+        self.ledger = ledger
+        self._pending: tuple[str, int] | None = None
         self.key, self.clock, self.window_ms = key, clock, int(window * 1000)
         self.metrics = frozenset(metrics)
         self.sources: dict[str, SourceState] = {}
@@ -271,12 +281,31 @@ class Subscriber:
         batch = decode_batch(payload)
         if len(batch) != n:
             raise MessageRefused("malformed", f"header says {n} samples, payload has {len(batch)}")
-        state = self.sources.setdefault(f"{src} {topic.decode(errors='replace')}", SourceState())
+        key = f"{src} {topic.decode(errors='replace')}"
+        state = self.sources.get(key) or self._new_source(key)
         if state.accept(seq) == "reordered":
             self.reordered += 1
+        if state.restored:
+            state.restored = False
+            if state.lost:
+                log.warning("bus: %d messages from %s were sent while this consumer was down (last one "
+                            "stored: %d, now: %d); they are lost and counted in bus.lost",
+                            state.lost, key, seq - state.lost - 1, seq)
+        self._pending = (key, seq)
         self.accepted += 1
         self.samples += n
         return batch, payload
+
+    def _new_source(self, key: str) -> SourceState:
+        known = self.ledger.highest.get(key, 0) if self.ledger else 0
+        state = self.sources[key] = SourceState(highest=known, batches=int(known > 0), restored=known > 0)
+        return state
+
+    def commit(self) -> None:
+        """Mark the last batch :meth:`recv` returned as acknowledged by every consumer (in the ledger)."""
+        if self._pending is not None and self.ledger is not None:
+            self.ledger.record(*self._pending)
+        self._pending = None
 
     def _refuse(self, exc: MessageRefused) -> None:
         if not self.refused[exc.cause]:
@@ -297,3 +326,5 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
+        if self.ledger is not None:
+            self.ledger.close()
