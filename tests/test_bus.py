@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from wattsight.bus import Publisher, Subscriber, sign, topic_of
+from wattsight.bus import Publisher, Subscriber, sign
 from wattsight.codec import decode_batch, encode_batch
 from wattsight.errors import BusError, MessageRefused
 from wattsight.sample import Batch, Series
