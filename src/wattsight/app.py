@@ -7,7 +7,8 @@
                                                                      api (reads the store)
 
 Roles: ``drivers`` (runner + publisher), ``store`` (subscriber + embedded store), ``api``
-(REST, Prometheus; needs the store in the same process).  ``wattsight run`` hosts all
+(REST, Prometheus; needs the store in the same process; opens the recorder's SQLite file of
+recordings and jobs, ``[recorder] database``).  ``wattsight run`` hosts all
 three; ``--role`` picks some, so drivers run on one host and the store and API on another
 with the same file.  Even in one process the parts talk over the real bus.
 """
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from .bus import Publisher, Subscriber
+from .bus_ledger import Ledger
 from .errors import ConfigError
 from .sample import Batch, Probe, Topology
 
@@ -142,6 +144,7 @@ class Inbox:
             if ok:  # acknowledged: every consumer has it (the store: in its write-ahead log)
                 self.acked_batches += 1
                 self.acked_samples += len(batch)
+                self.sub.commit()
         self.sub.close()
 
     def close(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
@@ -202,7 +205,7 @@ class Process:
     """The parts of one wattsight process, started and stopped in the right order."""
 
     def __init__(self, cfg, roles: set[str], *, driver_classes: dict | None = None,
-                 on_ready: Callable[["Process"], None] | None = None) -> None:
+                 on_ready: Callable[[Process], None] | None = None) -> None:
         bad = roles - set(ROLES)
         if bad:
             raise ConfigError(f"unknown role(s) {', '.join(sorted(bad))}", expected=f"some of {', '.join(ROLES)}")
@@ -211,7 +214,7 @@ class Process:
                               key="--role", hint="use --role store,api")
         self.cfg, self.roles, self.on_ready = cfg, roles, on_ready
         self.driver_classes = driver_classes
-        self.store = self.inbox = self.outbox = self.runner = self.api = None
+        self.store = self.inbox = self.outbox = self.runner = self.api = self.recorder = None
         self.consumers: list = []
 
     def _drivers(self) -> dict:
@@ -235,8 +238,9 @@ class Process:
                 for c in self.consumers:
                     c.close(timeout=0)
                 raise
-            self.inbox = Inbox(Subscriber(cfg.bus.connect or [cfg.bus.endpoint], key, window=cfg.bus.window),
-                               [self.store, *self.consumers])
+            ledger = Ledger(cfg.store.path.with_name(cfg.store.path.name + ".bus-ledger"))
+            self.inbox = Inbox(Subscriber(cfg.bus.connect or [cfg.bus.endpoint], key, window=cfg.bus.window,
+                                          ledger=ledger), [self.store, *self.consumers])
         elif "api" in self.roles:  # an API alone: only a PostgreSQL store can be read from elsewhere
             self.store = open_store(cfg.store)
         if "drivers" in self.roles:
@@ -248,10 +252,12 @@ class Process:
                                        cfg.probes)
         if "api" in self.roles:
             from .consumers.api.app import ApiContext, create_app
+            from .recordings.service import open_recorder
 
+            self.recorder = open_recorder(cfg)
             ctx = ApiContext(store=self.store, topology=self.topology, config=cfg.api,
                              runner_state=self.runner.state if self.runner.drivers else None,
-                             bus_stats=self.bus_stats)
+                             bus_stats=self.bus_stats, recorder=self.recorder)
             self.api = _Server(create_app(ctx), cfg.api.listen)
 
     def _config_probes(self) -> list[Probe]:
@@ -267,7 +273,7 @@ class Process:
             try:
                 cls = (self.driver_classes or {}).get(c.type) or plugins.load(c.type)
                 probes.extend(cls(c, site=self.cfg.site).probes())
-            except Exception as exc:  # metadata only: the API still serves what the store holds
+            except Exception as exc:  # noqa: BLE001 - metadata only: the API still serves what the store holds
                 log.warning("driver %s: no probe metadata on this host (%s); the [probes] section "
                             "gives aliases and nodes", name, exc)
         return probes
@@ -303,6 +309,8 @@ class Process:
             c.close(timeout=10.0)
         if self.store:
             self.store.close()
+        if self.recorder:
+            self.recorder.db.close()
 
 
 def serve(cfg, roles: set[str], **kw) -> None:
