@@ -14,7 +14,14 @@ import pytest
 
 from wattsight import cli
 from wattsight.drivers import cpu_tdp
-from wattsight.drivers.cpumodel import CpuModelConfig, CpuModelDriver, describe_host, host_model, shape
+from wattsight.drivers.cpumodel import (
+    CpuModelConfig,
+    CpuModelDriver,
+    describe_host,
+    host_model,
+    read_text,
+    shape,
+)
 from wattsight.errors import MeterPermissionError, MeterReplyError, MeterUnreachable
 
 T0 = 1_800_000_000_000
@@ -45,9 +52,10 @@ def stat(root: Path, *, busy: int, idle: int, steal: int = 0, guest: int = 0) ->
                                f"cpu0 {user} 0 {system} {idle} 0 1 1 {steal} {guest} 0\nintr 12345\n")
 
 
-def driver(proc: Path, clock=None, **settings) -> CpuModelDriver:
+def driver(proc: Path, clock=None, opener=read_text, **settings) -> CpuModelDriver:
     cfg = CpuModelConfig.model_validate({"type": "cpumodel", **settings})
-    return CpuModelDriver(cfg, site="lyon", clock=clock or Clock(), proc_root=proc, host="taurus-7")
+    return CpuModelDriver(cfg, site="lyon", clock=clock or Clock(), proc_root=proc, host="taurus-7",
+                          opener=opener)
 
 
 def reading(batch) -> dict:
@@ -143,17 +151,37 @@ def test_a_garbled_stat_is_a_reply_error(tmp_path):
         driver(proc).read()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: a permission error cannot happen")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: the injected opener's twin covers it")
 def test_an_unreadable_stat_is_a_permission_error(tmp_path):
     proc = fake_proc(tmp_path, "AMD EPYC")
     (proc / "stat").chmod(0)
-    with pytest.raises(MeterPermissionError):
+    with pytest.raises(MeterPermissionError, match="stat may not be read"):
         driver(proc).read()
+
+
+def deny(name: str):
+    """An opener that refuses ``name`` as the kernel refuses a user (root included)."""
+    def opener(path: Path) -> str:
+        if path.name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path)
+    return opener
+
+
+@pytest.mark.parametrize(("name", "call"), [("stat", lambda d: d.read()), ("cpuinfo", lambda d: d.probes())])
+def test_a_file_the_user_may_not_read_is_a_permission_error_saying_what_to_do(tmp_path, name, call):
+    proc = fake_proc(tmp_path, "AMD EPYC")
+    d = driver(proc, opener=deny(name))
+    with pytest.raises(MeterPermissionError, match=f"{proc / name} may not be read.*`proc_path`") as err:
+        call(d)
+    assert err.value.probe == str(proc)
+    assert reading(driver(proc).read())  # the same tree through the default opener reads
 
 
 @pytest.mark.parametrize("bad, says", [({"idle_watts": 50.0}, "both"),
                                        ({"idle_watts": 50.0, "max_watts": 40.0}, "below"),
-                                       ({"curve": "cubic"}, "linear"), ({"name": "bad name"}, "not of the form")])
+                                       ({"curve": "cubic"}, "linear"),
+                                       ({"name": "bad name"}, "not of the form")])
 def test_bad_settings_are_refused(bad, says):
     with pytest.raises(ValueError, match=says):
         CpuModelConfig.model_validate({"type": "cpumodel", **bad})
@@ -180,7 +208,8 @@ def test_on_the_real_proc_power_lies_between_idle_and_max_and_rises_when_cpus_bu
         assert lo <= p <= hi
     # Whatever else runs here, the CPU time the burners used is busy time the model must have seen
     # (less a little: /proc/stat counts whole ticks).
-    burnt = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) * os.sysconf("SC_CLK_TCK")
+    burnt = ((after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
+             * os.sysconf("SC_CLK_TCK"))
     share = burnt / (d._last[1] - ticks_before)
     assert d._utilisation >= share - 0.05
     assert burning >= d.power(share - 0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import tomllib
 from pathlib import Path
@@ -13,8 +14,8 @@ import pyarrow.parquet as pq
 import pydantic
 import pytest
 
-from wattsight.errors import MeterReplyError, MeterUnreachable
-from wattsight.drivers.replay import ReplayConfig, ReplayDriver, load_trace, rename_probe
+from wattsight.drivers.replay import ReplayConfig, ReplayDriver, load_trace, open_trace, rename_probe
+from wattsight.errors import MeterPermissionError, MeterReplyError, MeterUnreachable
 from wattsight.sample import Batch
 
 DATA = Path(__file__).parent / "data" / "replay"
@@ -35,10 +36,12 @@ def rows(n: int = 30) -> list[dict]:
     out = []
     for i in range(n // 3):
         t = T0 + 1000 * i
-        out.append(dict(probe="lyon.taurus-7", metric="power", measured_at=t, value=200.0 + i, unit="W"))
-        out.append(dict(probe="taurus-8", metric="power", measured_at=t, value=150.0 + i, unit="W"))
-        out.append(dict(probe="lyon.taurus-7", metric="energy", measured_at=t, value=1e6 + 200.0 * i,
-                        unit="J", kind="counter"))
+        out.append({"probe": "lyon.taurus-7", "metric": "power", "measured_at": t, "value": 200.0 + i,
+                    "unit": "W"})
+        out.append({"probe": "taurus-8", "metric": "power", "measured_at": t, "value": 150.0 + i,
+                    "unit": "W"})
+        out.append({"probe": "lyon.taurus-7", "metric": "energy", "measured_at": t, "value": 1e6 + 200.0 * i,
+                        "unit": "J", "kind": "counter"})
     return out
 
 
@@ -64,8 +67,9 @@ def write_parquet(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def driver(path, clock=None, **settings) -> ReplayDriver:
-    return ReplayDriver(ReplayConfig(path=path, **settings), site="lyon", clock=clock or Clock())
+def driver(path, clock=None, opener=open_trace, **settings) -> ReplayDriver:
+    return ReplayDriver(ReplayConfig(path=path, **settings), site="lyon", clock=clock or Clock(),
+                        opener=opener)
 
 
 def play(d: ReplayDriver, clock: Clock, reads: int, step_ms: int) -> list[Batch]:
@@ -169,7 +173,7 @@ def test_recorded_csv_with_iso_times(tmp_path):
     assert len(trace) == 13
     assert trace.t[0] == T0 and trace.t[-1] == T0 + 3000
     assert sorted({s.probe for s in trace.series}) == ["lyon.pdu-1", "lyon.taurus-7", "lyon.taurus-8"]
-    pdu = [s for s in trace.series if s.probe == "lyon.pdu-1"][0]
+    pdu = next(s for s in trace.series if s.probe == "lyon.pdu-1")
     assert pdu.provenance == "derived"
     # The pdu row (12:00:02.5) sits between the 12:00:02 and 12:00:03 rows once sorted.
     assert trace.t.tolist()[9] == T0 + 2500
@@ -263,14 +267,40 @@ def test_unknown_suffix_asks_for_a_format(tmp_path):
     assert len(load_trace(path, "csv")) == 3
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may read any file")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may read any file: the injected opener's twin covers it")
 def test_unreadable_file(tmp_path):
-    from wattsight.errors import MeterPermissionError
-
     path = write_csv(tmp_path / "secret.csv", rows(3))
     path.chmod(0)
     with pytest.raises(MeterPermissionError, match="secret.csv"):
         load_trace(path)
+
+
+def refuse(path: Path):
+    """An opener as the kernel answers a user who may not read the file (root included)."""
+    raise PermissionError(13, "Permission denied", str(path))
+
+
+@pytest.mark.parametrize("name", ["secret.csv", "secret.parquet"])
+def test_a_trace_the_user_may_not_read_is_a_permission_error_naming_the_file(tmp_path, name):
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        write_csv(path, rows(3))
+    else:
+        write_parquet(path, rows(3))
+    with pytest.raises(MeterPermissionError, match="may not read the trace file") as err:
+        load_trace(path, opener=refuse)
+    assert err.value.probe == str(path)
+    with pytest.raises(MeterPermissionError, match=name):  # the driver opens its trace through the same seam
+        driver(path, opener=refuse).read()
+    assert len(driver(path).read()) == 3  # the default opener reads the same file
+
+
+def test_a_gzipped_csv_is_read(tmp_path):
+    plain = write_csv(tmp_path / "trace.csv", rows(6))
+    packed = tmp_path / "trace.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = load_trace(plain), load_trace(packed)
+    assert b.t.tolist() == a.t.tolist() and b.v.tolist() == a.v.tolist() and len(b) == len(rows(6))
 
 
 def test_a_file_that_appears_later_is_read_then(tmp_path):

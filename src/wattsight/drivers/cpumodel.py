@@ -8,6 +8,9 @@ prints a value without the driver sleeping).  ``idle`` and ``max`` come from the
 or from the CPU model in ``/proc/cpuinfo`` and the table of :mod:`wattsight.drivers.cpu_tdp`.
 Every series is ``provenance = "modelled"``, and each probe's description says it is a model and
 which table entry it used.  The energy counter is the model's power integrated between reads.
+
+Both files are read through ``opener`` (a function of a path returning its text; default
+:func:`read_text`), so a test can make them raise :class:`PermissionError` even as root.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ from ..sample import Batch, Probe, Sample, now_ms
 from . import cpu_tdp
 from .base import Driver, DriverConfig, FilePath, site_probe
 
+#: Reads a whole file as text; the one contact with the proc file system's contents.
+Opener = Callable[[Path], str]
+
+
+def read_text(path: Path) -> str:
+    """The text of a proc file (the default opener)."""
+    return path.read_text()
+
 
 @dataclass(frozen=True)
 class HostModel:
@@ -41,13 +52,14 @@ class HostModel:
 
     def describe(self) -> str:
         vm = ", virtual machine" if self.virtual else ""
-        return (f"{self.model_name!r}, {self.sockets} socket(s), {self.cpus} logical CPU(s){vm}: {self.source} "
+        return (f"{self.model_name!r}, {self.sockets} socket(s), {self.cpus} logical CPU(s){vm}: "
+                f"{self.source} "
                 f"-> idle {self.idle_watts:.1f} W, full load {self.max_watts:.1f} W")
 
 
-def read_cpuinfo(proc: Path) -> tuple[str, int, int, bool]:
+def read_cpuinfo(proc: Path, opener: Opener = read_text) -> tuple[str, int, int, bool]:
     """(model name, sockets, logical CPUs, is a virtual machine) from ``<proc>/cpuinfo``."""
-    model, sockets, cpus, virtual = parse_cpuinfo(_read(proc / "cpuinfo"))
+    model, sockets, cpus, virtual = parse_cpuinfo(_read(proc / "cpuinfo", opener))
     return model or "unknown CPU", sockets, cpus, virtual
 
 
@@ -67,23 +79,27 @@ def parse_cpuinfo(text: str) -> tuple[str, int, int, bool]:
     return model or "", max(len(sockets), 1), max(cpus, 1), virtual
 
 
-def host_model(proc_root: str | Path = "/proc", *, idle_watts: float | None = None, max_watts: float | None = None,
-               sockets: int | None = None) -> HostModel:
+def host_model(proc_root: str | Path = "/proc", *, idle_watts: float | None = None,
+               max_watts: float | None = None, sockets: int | None = None,
+               opener: Opener = read_text) -> HostModel:
     """The model of the host whose proc file system is at ``proc_root`` (a pure lookup: no sleep)."""
-    name, found_sockets, cpus, virtual = read_cpuinfo(Path(proc_root))
+    name, found_sockets, cpus, virtual = read_cpuinfo(Path(proc_root), opener)
     sockets = sockets or found_sockets
     if idle_watts is not None and max_watts is not None:
-        return HostModel(name, sockets, cpus, virtual, idle_watts, max_watts, "configured `idle_watts`, `max_watts`")
+        return HostModel(name, sockets, cpus, virtual, idle_watts, max_watts,
+                         "configured `idle_watts`, `max_watts`")
     entry = cpu_tdp.lookup(name)
     if entry is None:
         lo, hi = cpu_tdp.DEFAULT_IDLE_PER_CPU, cpu_tdp.DEFAULT_MAX_PER_CPU
         return HostModel(name, sockets, cpus, virtual, lo * cpus, hi * cpus,
-                         f"no table entry matches: default {lo} W idle and {hi} W at full load per logical CPU "
+                         f"no table entry matches: default {lo} W idle and {hi} W at full load per "
+                         "logical CPU "
                          "(Cloud Carbon Footprint's average)")
     key, tdp, threads = entry
     share = cpus / threads if virtual else float(sockets)
     how = f"this VM's {cpus} of {threads} threads" if virtual else f"{sockets} package(s)"
-    return HostModel(name, sockets, cpus, virtual, cpu_tdp.IDLE_RATIO * tdp * share, cpu_tdp.MAX_RATIO * tdp * share,
+    return HostModel(name, sockets, cpus, virtual, cpu_tdp.IDLE_RATIO * tdp * share,
+                     cpu_tdp.MAX_RATIO * tdp * share,
                      f"table entry {key!r} (TDP {tdp:g} W, {threads} threads per package) for {how}, idle "
                      f"{cpu_tdp.IDLE_RATIO:.0%} and full load {cpu_tdp.MAX_RATIO:.0%} of TDP (Teads 2021)")
 
@@ -93,12 +109,12 @@ def describe_host(proc_root: str | Path = "/proc") -> str:
     return host_model(proc_root).describe()
 
 
-def read_stat(proc: Path) -> tuple[int, int]:
+def read_stat(proc: Path, opener: Opener = read_text) -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot, from the ``cpu`` line of ``<proc>/stat``.
 
     Busy is user + nice + system + irq + softirq (guest time is inside user and nice); idle,
     iowait and steal (time the hypervisor gave to others) are not busy."""
-    text = _read(proc / "stat")
+    text = _read(proc / "stat", opener)
     line = next((ln for ln in text.splitlines() if ln.startswith("cpu ")), None)
     try:
         user, nice, system, idle, iowait, irq, softirq, *rest = (int(x) for x in line.split()[1:])
@@ -109,14 +125,16 @@ def read_stat(proc: Path) -> tuple[int, int]:
     return busy, busy + idle + iowait + (rest[0] if rest else 0)
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, opener: Opener) -> str:
     try:
-        return path.read_text()
+        return opener(path)
     except FileNotFoundError:
         raise MeterUnreachable(f"{path} does not exist: is `proc_path` ({path.parent}) a proc file system?",
                                probe=str(path.parent)) from None
     except PermissionError:
-        raise MeterPermissionError(f"{path} may not be read by this user", probe=str(path.parent)) from None
+        raise MeterPermissionError(f"{path} may not be read by this user: let it read the file, or point "
+                                   "`proc_path` at a proc file system it may read",
+                                   probe=str(path.parent)) from None
 
 
 def shape(utilisation: float, curve: str) -> float:
@@ -151,11 +169,14 @@ class CpuModelConfig(DriverConfig):
     type: Literal["cpumodel"] = "cpumodel"
     name: str | None = Field(None, description="probe name; default: this host's short name")
     proc_path: FilePath = Field(Path("/proc"), description="the proc file system to read")
-    idle_watts: float | None = Field(None, ge=0, description="W at 0 % CPU; default: from the CPU model's TDP")
-    max_watts: float | None = Field(None, ge=0, description="W at 100 % CPU; default: from the CPU model's TDP")
+    idle_watts: float | None = Field(None, ge=0,
+                                     description="W at 0 % CPU; default: from the CPU model's TDP")
+    max_watts: float | None = Field(None, ge=0,
+                                    description="W at 100 % CPU; default: from the CPU model's TDP")
     sockets: int | None = Field(None, ge=1, description="CPU packages; default: counted in /proc/cpuinfo")
     base_watts: float = Field(0.0, ge=0, description="W added for the rest of the host (memory, disks, fans)")
-    curve: Literal["linear", "teads"] = Field("linear", description="shape between idle and max: linear or teads")
+    curve: Literal["linear", "teads"] = Field("linear",
+                                              description="shape between idle and max: linear or teads")
     metrics: list[Literal["power", "energy"]] = Field(["power", "energy"], min_length=1,
                                                       description="power (W) and/or energy (J counter)")
 
@@ -177,9 +198,10 @@ class CpuModelDriver(Driver):
     SAMPLE = SAMPLE
 
     def __init__(self, config: CpuModelConfig, *, site: str, clock: Callable[[], int] = now_ms,
-                 proc_root: Path | None = None, host: str | None = None) -> None:
+                 proc_root: Path | None = None, host: str | None = None, opener: Opener = read_text) -> None:
         super().__init__(config, site=site, clock=clock)
         self.proc = Path(proc_root if proc_root is not None else config.proc_path)
+        self.opener = opener
         name = config.name or host or socket.gethostname().split(".")[0]
         self.probe = site_probe(name, site)
         self._model: HostModel | None = None
@@ -192,7 +214,7 @@ class CpuModelDriver(Driver):
         if self._model is None:
             cfg = self.config
             self._model = host_model(self.proc, idle_watts=cfg.idle_watts, max_watts=cfg.max_watts,
-                                     sockets=cfg.sockets)
+                                     sockets=cfg.sockets, opener=self.opener)
         return self._model
 
     def power(self, utilisation: float) -> float:
@@ -208,7 +230,7 @@ class CpuModelDriver(Driver):
         return [Probe(self.probe, driver=cfg.type, period=cfg.period, description=text)]
 
     def read(self) -> Batch:
-        busy, total = read_stat(self.proc)
+        busy, total = read_stat(self.proc, self.opener)
         t = int(self.clock())
         if self._last is None:
             self._utilisation = busy / total if total else 0.0  # first read: the average since boot

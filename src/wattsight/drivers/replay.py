@@ -19,9 +19,10 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ..sample import Batch, Probe, now_ms
 from .base import Driver, DriverConfig, FilePath, from_config_folder
-from .replay_trace import Trace, load_trace, rename_probe
+from .replay_trace import Opener, Trace, load_trace, open_trace, rename_probe
 
-__all__ = ["SAMPLE", "ReplayConfig", "ReplayDriver", "Trace", "load_trace", "rename_probe"]
+__all__ = ["SAMPLE", "Opener", "ReplayConfig", "ReplayDriver", "Trace", "load_trace", "open_trace",
+           "rename_probe"]
 
 
 class ReplayConfig(DriverConfig):
@@ -67,8 +68,10 @@ class ReplayDriver(Driver):
     Config = ReplayConfig
     SAMPLE = SAMPLE
 
-    def __init__(self, config: ReplayConfig, *, site: str, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, config: ReplayConfig, *, site: str, clock: Callable[[], int] = now_ms,
+                 opener: Opener = open_trace) -> None:
         super().__init__(config, site=site, clock=clock)
+        self.opener = opener
         self._trace: Trace | None = None
         self._start: int | None = None  # clock time of the first read
         self._lap = 0
@@ -78,9 +81,10 @@ class ReplayDriver(Driver):
         """The trace, read from the file the first time it is needed."""
         if self._trace is None:
             cfg = self.config
-            fallback = max(1, int(round(cfg.period * 1000 * cfg.speed)))
+            fallback = max(1, round(cfg.period * 1000 * cfg.speed))
             self._trace = load_trace(cfg.path, cfg.format, time_unit=cfg.time_unit, site=self.site,
-                                     new_site=cfg.rewrite_site, prefix=cfg.prefix, fallback_step_ms=fallback)
+                                     new_site=cfg.rewrite_site, prefix=cfg.prefix, fallback_step_ms=fallback,
+                                     opener=self.opener)
         return self._trace
 
     @property

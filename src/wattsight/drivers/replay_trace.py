@@ -1,14 +1,18 @@
 """Reading a recorded trace (CSV or Parquet) for the ``replay`` driver: :func:`load_trace` checks it
-and gives a :class:`Trace`, its rows sorted by time, probe names rewritten by :func:`rename_probe`."""
+and gives a :class:`Trace`, its rows sorted by time, probe names rewritten by :func:`rename_probe`.
+
+The file is opened through ``opener`` (default :func:`open_trace`), so a test can make it raise
+:class:`PermissionError` even as root, where ``chmod 000`` denies nothing."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +25,14 @@ from ..sample import KINDS, METRICS, PROVENANCES, Series, check_probe_id
 
 COLUMNS = ("probe", "metric", "measured_at", "value", "unit", "kind", "provenance")
 REQUIRED = COLUMNS[:5]
+
+#: Opens a trace file for binary reading; the one contact with the file system.
+Opener = Callable[[Path], BinaryIO]
+
+
+def open_trace(path: Path) -> BinaryIO:
+    """The trace file at ``path``, open for reading (the default opener)."""
+    return open(path, "rb")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,15 +64,16 @@ def rename_probe(probe: str, site: str, new_site: str | None = None, prefix: str
 
 # -- loading ------------------------------------------------------------------------------
 def load_trace(path: Path, fmt: str = "auto", *, time_unit: str = "auto", site: str = "local",
-               new_site: str | None = None, prefix: str = "", fallback_step_ms: int = 1000) -> Trace:
+               new_site: str | None = None, prefix: str = "", fallback_step_ms: int = 1000,
+               opener: Opener = open_trace) -> Trace:
     """Read and check a trace file; errors name the file and the line (CSV) or row (Parquet).
 
     Probe names are rewritten by :func:`rename_probe`; ``fallback_step_ms`` is the gap
-    between laps when every row has the same time.
+    between laps when every row has the same time; the file is opened by ``opener``.
     """
     path = Path(path)
     fmt = _format(path, fmt)
-    table = _read_table(path, fmt)
+    table = _read_table(path, fmt, opener)
     where = (lambda i: f"line {i + 2}") if fmt == "csv" else (lambda i: f"row {i + 1}")
     err = _Errors(path, where)
     _check_columns(table, err)
@@ -99,10 +112,9 @@ def _format(path: Path, fmt: str) -> str:
                           "\"parquet\" in the driver's section", probe=str(path))
 
 
-def _read_table(path: Path, fmt: str) -> pa.Table:
+def _read_table(path: Path, fmt: str, opener: Opener) -> pa.Table:
     try:
-        with open(path, "rb"):
-            pass
+        file = opener(path)
     except FileNotFoundError:
         raise MeterUnreachable(f"no such trace file (working directory: {os.getcwd()}); check `path` "
                                "in the driver's section (relative to the configuration file's folder)",
@@ -114,12 +126,16 @@ def _read_table(path: Path, fmt: str) -> pa.Table:
         raise MeterReplyError("is a directory; `path` must name a .csv or .parquet file",
                               probe=str(path)) from None
     try:
-        return pq.read_table(path) if fmt == "parquet" else _read_csv(path)
+        with file:
+            if fmt == "parquet":
+                return pq.read_table(file)
+            gzipped = [s.lower() for s in path.suffixes][-1:] == [".gz"]
+            return _read_csv(pa.CompressedInputStream(file, "gzip") if gzipped else file, path)
     except (pa.ArrowException, OSError) as exc:
         raise MeterReplyError(f"cannot be read as {fmt}: {exc}", probe=str(path)) from None
 
 
-def _read_csv(path: Path) -> pa.Table:
+def _read_csv(source, path: Path) -> pa.Table:
     bad = []
 
     def invalid(row) -> str:
@@ -128,7 +144,7 @@ def _read_csv(path: Path) -> pa.Table:
 
     try:
         return pcsv.read_csv(
-            path,
+            source,
             read_options=pcsv.ReadOptions(use_threads=False),
             parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in COLUMNS}),
@@ -230,14 +246,14 @@ def _parse_each(col: pa.ChunkedArray, parse: Callable[[str], object], name: str,
     return out
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _iso_ms(text: str) -> int:
     """ms since the epoch of an ISO 8601 time; a time without a zone is taken as UTC."""
     when = datetime.fromisoformat(text)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
