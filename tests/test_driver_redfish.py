@@ -11,7 +11,7 @@ import pytest
 from peers.redfish import RedfishPeer
 from pydantic import ValidationError
 
-from wattsight import cli
+from wattsight import cli, config
 from wattsight.drivers.redfish import RedfishConfig, RedfishDriver
 from wattsight.errors import MeterAuthError, MeterReplyError, MeterUnreachable
 
@@ -321,6 +321,29 @@ def test_tls_self_signed_names_verify_tls_and_ca_file_or_verify_tls_false_accept
             d = make(bmc, **kw)
             assert readings(d)[("lab.127.0.0.1", "power")][0] == 374.0
             d.close()
+        assert bmc.sessions == 0
+
+
+def test_a_relative_ca_file_and_password_file_are_taken_from_the_configuration_folder(tmp_path, monkeypatch):
+    pytest.importorskip("cryptography", reason="the peer makes its certificate with cryptography")
+    folder = tmp_path / "etc"
+    (folder / "certs").mkdir(parents=True)
+    (folder / "bmc.password").write_text(PASSWORD + "\n")
+    elsewhere = tmp_path / "elsewhere"  # the working folder has files of the same names: not to be used
+    (elsewhere / "certs").mkdir(parents=True)
+    (elsewhere / "bmc.password").write_text("Not-The-Secret-42\n")
+    monkeypatch.chdir(elsewhere)
+    with RedfishPeer(tls=True) as bmc:
+        Path(folder / "certs" / "bmc.pem").write_bytes(Path(bmc.ca_file).read_bytes())
+        (elsewhere / "certs" / "bmc.pem").write_text("not a certificate\n")
+        text = (f'[bus]\nsecret = "a-test-key"\n[drivers.bmc]\ntype = "redfish"\nurl = "{bmc.url}"\n'
+                'ca_file = "certs/bmc.pem"\nusername = "admin"\npassword_file = "bmc.password"\n'
+                'probe = "node-1"\n')
+        cfg = config.loads(text, path=str(folder / "wattsight.toml")).drivers["bmc"]
+        assert (cfg.ca_file, cfg.password_file) == (folder / "certs" / "bmc.pem", folder / "bmc.password")
+        d = RedfishDriver(cfg, site="lab", clock=lambda: T0)
+        assert readings(d) == {("lab.node-1", "power"): (374.0, "W", "gauge")}
+        d.close()
         assert bmc.sessions == 0
 
 

@@ -14,15 +14,16 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ..errors import DriverError, MeterPermissionError, MeterReplyError, MeterUnreachable
 from ..sample import Batch, Probe, Sample, check_probe_id, now_ms
-from .base import Driver, DriverConfig, FilePath
+from .base import Driver, DriverConfig, FilePath, from_config_folder
 from .httpclient import check_url
 from .redfish_http import NotFound, RedfishClient
 from .redfish_models import (
@@ -50,6 +51,7 @@ period = 10.0                 # s between reads: BMCs refresh their power readin
 timeout = 8.0                 # s a read may take, login and first discovery included
 url = "https://bmc-1.example.org"   # the BMC's address, http:// or https:// (/redfish/v1 is added)
 verify_tls = true             # check the certificate; BMCs often have a self-signed one: see ca_file
+# ca_file = "bmc-1-ca.pem"    # PEM of the CA to trust; relative paths (here too) are from this file's folder
 username = "wattsight"        # a read-only account is enough
 password_file = "/etc/wattsight/bmc-1.password"   # its password on the first line; or: password = "..."
 auth = "session"              # "session" (log in once, out on stop) or "basic" (credentials on every GET)
@@ -115,6 +117,11 @@ class RedfishConfig(DriverConfig):
         if parts.path.rstrip("/") not in ("", "/redfish/v1") or parts.query or parts.fragment:
             raise ValueError(f"{url!r}: give the service's address only (https://host[:port])")
         return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("ca_file", "password_file")
+    @classmethod
+    def _from_config_folder(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return from_config_folder(path, info)
 
     @field_validator("chassis", "outlets", "rack_pdu", mode="before")
     @classmethod
