@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import stream_collector
@@ -89,7 +89,7 @@ def test_a_shelly_gives_power_and_an_energy_counter_from_status_and_notification
 
 
 def test_a_tasmota_gives_power_and_energy_in_si_units_stamped_with_its_time_when_sensible(broker):
-    now = datetime.fromtimestamp(NOW_MS / 1000, timezone.utc).replace(tzinfo=None)
+    now = datetime.fromtimestamp(NOW_MS / 1000, UTC).replace(tzinfo=None)
     plugs = [{"probe": "desk-2", "format": "tasmota", "topic": "plug002"},
              {"probe": "desk-3", "format": "tasmota", "topic": "plug003", "channel": 2}]
     driver = MqttDriver(config(broker.port, plugs), site="lab", clock=lambda: NOW_MS)
@@ -143,6 +143,52 @@ def test_any_json_is_read_by_paths_with_its_availability_topic(broker):
         pub.close()
     assert c.values("lab.rack-3", "power") == [12.5]
     assert c.values("lab.rack-3", "energy") == [1.5 * 3.6e6]
+
+
+class BatchCollector(Collector):
+    """A Collector that also keeps the size of each batch the stream yields."""
+
+    async def _run(self) -> None:
+        self.sizes = []
+        stream = self.driver.stream()
+        try:
+            async for batch in stream:
+                self.sizes.append(len(batch))
+                self.samples.extend(batch.samples())
+        finally:
+            await stream.aclose()
+
+
+def test_messages_arriving_within_linger_go_out_as_one_batch_per_flush(broker):
+    n = 40
+    driver = MqttDriver(config(broker.port, [{"probe": "desk-12", "format": "tasmota", "topic": "plug012"}],
+                               period=5.0, linger=1.0), site="lab")
+    pub = Publisher(broker.port).connect()
+    pub.publish("tele/plug012/LWT", "Online", retain=True)
+
+    def burst() -> None:  # n SENSOR messages sent back to back, then all acknowledged by the broker
+        sent = [pub.client.publish("tele/plug012/SENSOR", json.dumps({"ENERGY": {"Power": w, "Total": 1.0}}),
+                                   qos=1) for w in range(n)]
+        for info in sent:
+            info.wait_for_publish(10)
+
+    async def scenario():
+        c = BatchCollector(driver)
+        await c.until(lambda: c.values("lab.desk-12", "up") == [1.0], "the retained LWT: we listen")
+        before = len(c.sizes)
+        await in_thread(burst)
+        await c.until(lambda: len(c.values("lab.desk-12", "power")) == n, "every SENSOR message")
+        await c.stop()
+        return c, c.sizes[before:]
+
+    try:
+        c, sizes = asyncio.run(scenario())
+    finally:
+        pub.publish("tele/plug012/LWT", b"", retain=True)
+        pub.close()
+    assert c.values("lab.desk-12", "power") == [float(w) for w in range(n)]  # all, in arrival order
+    assert sum(sizes) == 2 * n  # power and energy of each message, in...
+    assert len(sizes) < n, sizes  # ...fewer batches than messages (one per flush, not one per message)
 
 
 # -- online and offline --------------------------------------------------------------------------

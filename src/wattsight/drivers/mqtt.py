@@ -1,10 +1,11 @@
 """wattsight driver for smart plugs that publish over MQTT: Shelly Gen2+, Tasmota, or any JSON.
 
 One section is one broker connection feeding any number of plugs.  The driver subscribes to
-each plug's topics and turns every message into samples as it arrives: power (W), energy (J,
-a counter) and ``up`` (1 online, 0 offline, from the plug's last will).  A message is stamped
-with the plug's own timestamp when it gives one within ``clock_skew`` of ours, else with the
-time it arrived.  The MQTT client is aiomqtt (on paho-mqtt), driven by the runner's event loop.
+each plug's topics and turns every message into samples: power (W), energy (J, a counter) and
+``up`` (1 online, 0 offline, from the plug's last will); the messages arriving within ``linger``
+seconds of the one that woke it go out as one batch (see :mod:`.mqtt_inbox`).  A message is
+stamped with the plug's own timestamp when it gives one within ``clock_skew`` of ours, else with
+the time it arrived.  The MQTT client is aiomqtt (on paho-mqtt), driven by the runner's event loop.
 
 A payload that cannot be read is counted per plug and logged once (topic and path), never
 dropped silently; it does not end the stream, as the other plugs are fine.
@@ -12,6 +13,7 @@ dropped silently; it does not end the stream, as the other plugs are fine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -19,13 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ..errors import DriverError, MeterAuthError, MeterPermissionError, MeterUnreachable, MissingDependency
 from ..sample import Batch, Probe, Series, now_ms
 from . import mqtt_formats as fmt
 from .base import Driver, DriverConfig, FilePath, from_config_folder, site_probe
+from .mqtt_inbox import Columns, Inbox
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ port = 1883                   # 8883 for TLS, usually
 tls = false                   # true: TLS, checking the broker's certificate
 # ca_file = "broker-ca.pem"   # the CA of the broker's certificate (default: the system's CAs)
 keepalive = 30                # s; a silent broker is given up after 1.5 x keepalive
+linger = 0.05                 # s; messages arriving this soon after the first go out in one batch
 clock_skew = 10.0             # s; a plug's own timestamp is used when it is this close to ours
 
 [[drivers.smartplugs.plugs]]  # a Shelly Plus Plug S, Plus 1PM, Pro 4PM...
@@ -90,7 +93,7 @@ class PlugConfig(BaseModel):
                                            description="json: topic saying online/offline")
 
     @model_validator(mode="after")
-    def _check(self) -> "PlugConfig":
+    def _check(self) -> PlugConfig:
         site_probe(self.probe, "site")
         own = {"shelly": {"component"}, "tasmota": {"full_topic", "channel"},
                "json": {"power_path", "power_scale", "energy_path", "energy_scale", "time_path",
@@ -128,6 +131,8 @@ class MqttConfig(DriverConfig):
                                                           "up after 1.5 x keepalive")
     clock_skew: float = Field(10.0, ge=0, description="s; a plug's own timestamp is used when it is "
                                                       "within this of the arrival time")
+    linger: float = Field(0.05, ge=0, description="s (at most period); the messages arriving this soon after "
+                                                  "the first go out in one batch (0: those already queued)")
     plugs: list[PlugConfig] = Field(min_length=1, description="the plugs: probe, format, topic and "
                                                               "the keys of their format")
 
@@ -137,7 +142,7 @@ class MqttConfig(DriverConfig):
         return from_config_folder(path, info)
 
     @model_validator(mode="after")
-    def _check(self) -> "MqttConfig":
+    def _check(self) -> MqttConfig:
         names = [p.probe for p in self.plugs]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -196,15 +201,15 @@ class MqttDriver(Driver):
     Config = MqttConfig
     SAMPLE = SAMPLE
     push = True
-    #: Messages already queued that are packed into one batch with the one that woke us.
+    #: The most messages in one batch (a flood is cut into batches of this many).
     MAX_BATCH = 1000
+    METRICS = (("power", "W", "gauge"), ("energy", "J", "counter"), ("up", "1", "gauge"))
 
     def __init__(self, config: MqttConfig, *, site: str, clock: Callable[[], int] = now_ms) -> None:
         super().__init__(config, site=site, clock=clock)
         self.ids = [site_probe(p.probe, site) for p in config.plugs]
-        self.series = [{m: Series(pid, m, u, k) for m, u, k in
-                        (("power", "W", "gauge"), ("energy", "J", "counter"), ("up", "1", "gauge"))}
-                       for pid in self.ids]
+        #: Every series the plugs can give: plug i's metric k is ``table[3 * i + k]``.
+        self.table = tuple(Series(pid, m, u, k) for pid in self.ids for m, u, k in self.METRICS)
         self.exact: dict[str, list[tuple[int, Callable]]] = {}
         self.wild: list[tuple[str, int, Callable]] = []
         for i, plug in enumerate(config.plugs):
@@ -237,17 +242,31 @@ class MqttDriver(Driver):
         try:
             async with client:
                 await self._subscribe(client)
-                messages = client.messages
-                async for message in messages:
-                    parts = [self.handle(message.topic.value, message.payload, int(self.clock()))]
-                    while len(messages) and len(parts) < self.MAX_BATCH:
-                        message = await anext(messages)
-                        parts.append(self.handle(message.topic.value, message.payload, int(self.clock())))
-                    batch = Batch.concat(parts)
-                    if len(batch):
-                        yield batch
+                inbox = Inbox(client.messages)
+                try:
+                    while True:
+                        batch = await self.gather(inbox)
+                        if len(batch):
+                            yield batch
+                finally:
+                    inbox.close()
         except aiomqtt.MqttError as exc:
             raise self._error(exc, aiomqtt) from None
+
+    async def gather(self, inbox: Inbox) -> Batch:
+        """The samples of the next message and of those arriving within ``linger`` s of it, as one batch."""
+        loop = asyncio.get_running_loop()
+        cols = Columns(self.table)
+        message = await inbox.next()
+        deadline = loop.time() + min(self.config.linger, self.config.period)
+        for taken in range(1, self.MAX_BATCH + 1):
+            self.take(message.topic.value, message.payload, int(self.clock()), cols)
+            if taken == self.MAX_BATCH:
+                break
+            message = await inbox.next(deadline - loop.time())
+            if message is None:
+                break
+        return cols.batch()
 
     def _client(self, aiomqtt):
         cfg = self.config
@@ -303,12 +322,17 @@ class MqttDriver(Driver):
     # -- messages -> samples ------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, t_ms: int) -> Batch:
         """The samples in one message that arrived at ``t_ms``; unreadable payloads are counted."""
+        cols = Columns(self.table)
+        self.take(topic, payload, t_ms, cols)
+        return cols.batch()
+
+    def take(self, topic: str, payload: bytes, t_ms: int, cols: Columns) -> None:
+        """Add the samples of one message that arrived at ``t_ms`` to ``cols``; count unreadable payloads."""
         targets = list(self.exact.get(topic, ()))
         if self.wild:
             from aiomqtt import Topic
 
             targets += [(i, parse) for flt, i, parse in self.wild if Topic(topic).matches(flt)]
-        parts = []
         for i, parse in targets:
             try:
                 reading = parse(payload)
@@ -316,24 +340,21 @@ class MqttDriver(Driver):
                 self._reject(i, topic, str(exc))
                 continue
             if reading is not None:
-                parts.append(self._samples(i, reading, t_ms))
-        return Batch.concat(parts)
+                self._samples(i, reading, t_ms, cols)
 
-    def _samples(self, i: int, r: fmt.Reading, t_ms: int) -> Batch:
+    def _samples(self, i: int, r: fmt.Reading, t_ms: int, cols: Columns) -> None:
         when = self._when(i, r.time, t_ms)
         if r.up is not None:
             self._transition(i, r.up)
-        pairs = [(self.series[i][m], v) for m, v in (("power", r.power), ("energy", r.energy), ("up", r.up))
-                 if v is not None]
-        n = len(pairs)
-        return Batch(tuple(s for s, _ in pairs), np.arange(n, dtype=np.uint32), np.full(n, when, np.int64),
-                     np.array([float(v) for _, v in pairs], np.float64))
+        for k, value in enumerate((r.power, r.energy, r.up)):
+            if value is not None:
+                cols.add(3 * i + k, when, value)
 
     def _when(self, i: int, meter_s: float | None, t_ms: int) -> int:
         """The plug's own time if it is within ``clock_skew`` of the arrival, else the arrival."""
         if meter_s is None:
             return t_ms
-        meter_ms = int(round(meter_s * 1000))
+        meter_ms = round(meter_s * 1000)
         if abs(meter_ms - t_ms) <= self.config.clock_skew * 1000:
             return meter_ms
         if i not in self._skew_told:

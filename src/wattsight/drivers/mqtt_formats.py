@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 WH = 3600.0          # J per Wh
 KWH = 3_600_000.0    # J per kWh
@@ -219,7 +219,7 @@ def iso_time(value: object, path: str) -> float | None:
     except ValueError:
         raise PayloadError(f"{path!r} is {value!r}, not an ISO 8601 time") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 
