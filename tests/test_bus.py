@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from wattsight.bus import Publisher, Subscriber, sign
+from wattsight.bus import Publisher, Subscriber, sign, topic_of
 from wattsight.codec import decode_batch, encode_batch
 from wattsight.errors import BusError, MessageRefused
 from wattsight.sample import Batch, Series
@@ -211,16 +211,16 @@ def test_a_message_already_stored_before_a_restart_is_refused_as_replayed(endpoi
     ledger_path = tmp_path / "bus-ledger"
     pub, sub = connected(endpoint, ledger=Ledger(ledger_path))
     now = int(time.time() * 1000)
-    sent = []
-    pub.sock.send_multipart = lambda frames, **kw: (sent.append(frames), zmq.Socket.send_multipart(
-        pub.sock, frames, **kw))[1]
     pub.publish(power("a.x", 2, t0=now))
     assert sub.recv(2000) is not None
     sub.commit()
     sub.close()
+    pub.close()
+    topic, payload = topic_of("a", "power"), encode_batch(power("a.x", 2, t0=now))
+    header = msgpack.packb({"src": pub.source, "seq": 1, "sent": now, "n": 2})  # the message stored
     sub = Subscriber(endpoint, KEY, ledger=Ledger(ledger_path))
     with pytest.raises(MessageRefused, match="already received"):
-        sub.check(sent[0])
+        sub.check([topic, header, payload, sign(KEY, topic, header, payload)])
     sub.close()
 
 
@@ -242,3 +242,44 @@ def test_the_ledger_keeps_the_highest_number_and_is_rewritten_when_large(tmp_pat
     assert back.highest == {"new src|power|": 14} and back.torn == 1
     assert (tmp_path / "l").stat().st_size < 200
     back.close()
+
+
+_EXITING_PUBLISHER = r'''
+import atexit, os, sys, time
+# registered before zmq is imported, so it runs after pyzmq's own exit handler: a process that
+# is still busy while it finalises (what made queued zero-copy frames go out from freed memory)
+atexit.register(lambda: [os.urandom(1_000_000) for _ in range(100)] and time.sleep(0.3))
+import numpy as np
+from wattsight.bus import Publisher
+from wattsight.sample import Batch, Series
+ep, n = sys.argv[1], int(sys.argv[2])
+pub = Publisher(ep, b"k" * 32, hwm=10, batch_max=10**9)
+while not pub.listening():
+    time.sleep(0.01)
+series = tuple(Series(f"exp.p{i}", "power", "W") for i in range(100))
+rng = np.random.default_rng(1)
+for k in range(n):
+    m = 60_000  # about 1 MB a message
+    pub.publish(Batch(series, rng.integers(0, 100, m).astype(np.uint32),
+                      np.arange(m, dtype=np.int64) + int(time.time() * 1000), rng.random(m)))
+pub.close()
+'''
+
+
+def test_a_publisher_that_exits_right_after_close_delivers_every_queued_message_intact(endpoint):
+    """Large messages still queued for a slow subscriber when the publisher's process exits all
+    arrive, none refused (they used to be lost, or sent from freed memory: bad-signature)."""
+    import subprocess
+    import sys
+
+    n = 40
+    sub = Subscriber(endpoint, KEY, hwm=5)
+    child = subprocess.Popen([sys.executable, "-c", _EXITING_PUBLISHER, endpoint, str(n)])
+    got = 0
+    while got < n and (sub.recv(timeout_ms=10_000) is not None):
+        got += 1
+        time.sleep(0.02)  # a slow consumer: the publisher's queue stays full until it exits
+    assert child.wait(60) == 0
+    stats = sub.stats()
+    sub.close()
+    assert (got, stats["refused"], stats["lost"]) == (n, {}, 0)

@@ -132,7 +132,10 @@ class Publisher:
         self.source = source or new_source_id()
         self.seq: dict[bytes, int] = {}
         self.sent_batches = self.sent_samples = 0
-        self._ctx = context or zmq.Context.instance()
+        # A context of its own, terminated on close: the messages still queued are then sent
+        # (up to LINGER) before the process exits, instead of being dropped by the exit.
+        self._own_ctx = context is None
+        self._ctx = context or zmq.Context()
         self._subscriptions: set[bytes] = set()
         self.sock = self._ctx.socket(zmq.XPUB)  # XPUB: we see subscriptions come and go
         self.sock.setsockopt(zmq.SNDHWM, hwm)
@@ -165,12 +168,17 @@ class Publisher:
     def _send(self, topic: bytes, payload: bytes, n: int) -> None:
         seq = self.seq[topic] = self.seq.get(topic, 0) + 1
         header = msgpack.packb({"src": self.source, "seq": seq, "sent": self.clock(), "n": n})
-        self.sock.send_multipart([topic, header, payload, sign(self.key, topic, header, payload)], copy=False)
+        # copy=True: ZeroMQ owns its copy.  Zero-copy frames point into Python memory, which the
+        # interpreter may free at exit while ZeroMQ still sends them (refused as bad-signature).
+        self.sock.send_multipart([topic, header, payload, sign(self.key, topic, header, payload)], copy=True)
         self.sent_batches += 1
         self.sent_samples += n
 
     def close(self) -> None:
+        """Close the socket; with its own context, wait (up to LINGER) until queued messages are sent."""
         self.sock.close()
+        if self._own_ctx:
+            self._ctx.term()
 
 
 @dataclass
