@@ -13,6 +13,7 @@ import pytest
 
 from wattsight import config, plugins
 from wattsight.config import ApiConfig, BusConfig, ProbeConfig, StoreConfig, key_lines, load, loads
+from wattsight.config.models import RecorderConfig
 from wattsight.drivers.base import DriverConfig
 from wattsight.errors import ConfigError, PluginError
 
@@ -354,7 +355,7 @@ def test_sample_loads():
 
 def test_sample_shows_every_key():
     sample = config.SAMPLE
-    for model in (BusConfig, StoreConfig, ApiConfig, ProbeConfig, DriverConfig):
+    for model in (BusConfig, StoreConfig, ApiConfig, RecorderConfig, ProbeConfig, DriverConfig):
         for name in model.model_fields:
             assert re.search(rf"^#? *{name} = ", sample, re.MULTILINE), \
                 f"{model.__name__}.{name} is not in SAMPLE"
@@ -395,7 +396,7 @@ def test_default_demo_runs_a_simulated_rack(tmp_path):
 
 def test_every_setting_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
-    for model in (BusConfig, StoreConfig, ApiConfig, ProbeConfig, DriverConfig):
+    for model in (BusConfig, StoreConfig, ApiConfig, RecorderConfig, ProbeConfig, DriverConfig):
         for name in model.model_fields:
             assert f"`{name}`" in doc, f"{model.__name__}.{name} is not in docs/configuration.md"
 

@@ -208,7 +208,8 @@ class Process:
                  on_ready: Callable[[Process], None] | None = None) -> None:
         bad = roles - set(ROLES)
         if bad:
-            raise ConfigError(f"unknown role(s) {', '.join(sorted(bad))}", expected=f"some of {', '.join(ROLES)}")
+            raise ConfigError(f"unknown role(s) {', '.join(sorted(bad))}",
+                              expected=f"some of {', '.join(ROLES)}")
         if "api" in roles and "store" not in roles and cfg.store.backend == "embedded":
             raise ConfigError("the api role reads the embedded store, so it must run in the same process",
                               key="--role", hint="use --role store,api")
@@ -221,13 +222,18 @@ class Process:
         from . import plugins
 
         classes = self.driver_classes or {}
-        return {name: (classes.get(c.type) or plugins.load(c.type), c) for name, c in self.cfg.drivers.items()}
+        return {name: (classes.get(c.type) or plugins.load(c.type), c)
+                for name, c in self.cfg.drivers.items()}
 
     def start(self) -> None:
         """Open the store and bus sockets (errors surface here, before anything runs)."""
         from .runner import Runner
 
         cfg, key = self.cfg, self.cfg.bus_secret()
+        if "api" in self.roles:  # first: an unreadable token or database leaves nothing else open
+            from .recordings.service import open_recorder
+
+            self.recorder = open_recorder(cfg)
         if "store" in self.roles:
             from .consumers.base import build_consumers
 
@@ -252,9 +258,7 @@ class Process:
                                        cfg.probes)
         if "api" in self.roles:
             from .consumers.api.app import ApiContext, create_app
-            from .recordings.service import open_recorder
 
-            self.recorder = open_recorder(cfg)
             ctx = ApiContext(store=self.store, topology=self.topology, config=cfg.api,
                              runner_state=self.runner.state if self.runner.drivers else None,
                              bus_stats=self.bus_stats, recorder=self.recorder)

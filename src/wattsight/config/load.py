@@ -13,10 +13,19 @@ from .. import plugins
 from ..errors import ConfigError, PluginError, SampleError
 from ..sample import check_probe_id  # wattsight.sample (probe ids), not this package's sample file
 from .explain import Issue, as_error, validate
-from .models import (KEY_HINT, ApiConfig, BusConfig, Config, ProbeConfig, StoreConfig, runtime_dir,
-                     user_data_dir)
+from .models import (
+    KEY_HINT,
+    ApiConfig,
+    BusConfig,
+    Config,
+    ProbeConfig,
+    RecorderConfig,
+    StoreConfig,
+    runtime_dir,
+    user_data_dir,
+)
 
-_TOP = ("site", "bus", "store", "api", "drivers", "probes", "consumers")
+_TOP = ("site", "bus", "store", "api", "recorder", "drivers", "probes", "consumers")
 _SITE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 #: The simulated rack of ``wattsight run --demo`` (clearly named: its site is "demo").  A square
@@ -90,7 +99,8 @@ def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config
                             "letters, digits, '-' or '_', e.g. 'lyon'"))
     ctx = {"base": base}
     sections = {name: validate(model, _table(data, name, issues), (name,), issues, ctx)
-                for name, model in (("bus", BusConfig), ("store", StoreConfig), ("api", ApiConfig))}
+                for name, model in (("bus", BusConfig), ("store", StoreConfig), ("api", ApiConfig),
+                                    ("recorder", RecorderConfig))}
     bus, raw_bus = sections["bus"], data.get("bus", {})
     if isinstance(raw_bus, dict) and raw_bus.get("secret") is None and raw_bus.get("secret_file") is None:
         issues.append(Issue(("bus", "secret_file"), "missing: the bus has no key to sign its messages",
@@ -101,7 +111,7 @@ def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config
     if issues:
         raise as_error(issues, path, text)
     return Config(None if path.startswith("<") else Path(path), site, bus, sections["store"], sections["api"],
-                  drivers, probes, consumers)
+                  drivers, probes, consumers, sections["recorder"])
 
 
 def loads(text: str, path: str | Path = "<string>") -> Config:

@@ -1,4 +1,4 @@
-"""The section models ([bus], [store], [api], [probes."<id>"]) and the whole :class:`Config`.
+"""The section models ([bus], [store], [api], [recorder], [probes."<id>"]) and the whole :class:`Config`.
 
 Values are strict where a string is given for a number or a boolean (``linger = "0.05"``,
 ``fsync = "yes"`` are errors: a quoted number is more likely a mistake than a wish); an
@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from .. import bus
 from ..consumers.pgstore.config import PgStoreConfig
 from ..consumers.store.retention import RetentionConfig
 from ..drivers.base import DriverConfig
-from .. import bus
 from ..errors import BusError, ConfigError
 
 log = logging.getLogger(__package__)  # "wattsight.config", as before the module became a package
@@ -85,7 +94,8 @@ class BusConfig(_Section):
         default_factory=lambda: f"ipc://{runtime_dir()}/wattsight-bus",
         description="the endpoint drivers bind and consumers connect to: " + ENDPOINT_FORMS,
     )
-    connect: list[str] = Field([], description="where consumers connect (driver hosts, forwarders); default: [endpoint]")
+    connect: list[str] = Field([], description="where consumers connect (driver hosts, forwarders); "
+                                               "default: [endpoint]")
     secret: str | None = Field(None, description="the HMAC key shared by every part (prefer secret_file)")
     secret_file: LaxPath | None = Field(None, description="a file holding the HMAC key (mode 0600)")
     window: float = Field(300.0, gt=0, description="seconds; messages sent further from now are refused")
@@ -108,7 +118,7 @@ class BusConfig(_Section):
         return None if v is None else _readable_key(_relative_to(v, info))
 
     @model_validator(mode="after")
-    def _one_secret(self) -> "BusConfig":
+    def _one_secret(self) -> BusConfig:
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("set either secret or secret_file, not both")
         if self.secret is not None and not self.secret.strip():
@@ -132,7 +142,7 @@ class StoreConfig(_Section):
         None, description="backend = 'postgresql': server, schema, write mode (docs/consumers/postgresql.md)")
 
     @model_validator(mode="after")
-    def _backend_section(self) -> "StoreConfig":
+    def _backend_section(self) -> StoreConfig:
         if self.backend == "postgresql" and self.postgresql is None:
             raise ValueError("backend = 'postgresql' needs a [store.postgresql] section (dsn, schema, ...)")
         return self
@@ -161,6 +171,66 @@ class ApiConfig(_Section):
         return v
 
 
+TOKEN_HINT = ("create one with `head -c 24 /dev/urandom | base64 > /etc/wattsight/recorder.token` "
+              "(chmod 600) and set token_file")
+
+
+class RecorderConfig(_Section):
+    """[recorder]: the recordings and jobs database and who may write to it (docs/recordings.md)."""
+
+    database: LaxPath | None = Field(
+        None, description="the SQLite file of recordings and jobs; default: recordings.sqlite beside the "
+                          "store's folder (also with a PostgreSQL store)")
+    token: SecretStr | None = Field(None, description="the bearer token writes need (prefer token_file); "
+                                                      "none: writes are open")
+    token_file: LaxPath | None = Field(None, description="a file holding the token (mode 0600)")
+    read_token_required: bool = Field(False, description="true: reads need the token too")
+    max_clock_skew: float = Field(2.0, ge=0, description="seconds; a caller's clock further off is "
+                                                         "reported in the answer's warnings")
+
+    @field_validator("database", "token_file")
+    @classmethod
+    def _relative(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else _relative_to(v, info)
+
+    @field_validator("token_file")
+    @classmethod
+    def _check_token_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"the token file {str(v)!r} does not exist; {TOKEN_HINT}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_token(self) -> RecorderConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set either token or token_file, not both")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise ValueError("token is empty")
+        if self.read_token_required and self.token is None and self.token_file is None:
+            raise ValueError("read_token_required = true needs a token (token or token_file)")
+        return self
+
+    def database_path(self, store: StoreConfig) -> Path:
+        """Where the database lives: ``database``, or ``recordings.sqlite`` beside the store's folder."""
+        return self.database if self.database is not None else Path(store.path).parent / "recordings.sqlite"
+
+    def read_token(self) -> SecretStr | None:
+        """The token (``token``, or the stripped content of ``token_file``), or None: writes are open."""
+        if self.token_file is None:
+            return self.token
+        try:
+            text = self.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the token file {str(self.token_file)!r}: {exc}",
+                              key="recorder.token_file", hint=TOKEN_HINT) from None
+        if not text:
+            raise ConfigError(f"the token file {str(self.token_file)!r} is empty", key="recorder.token_file",
+                              hint=TOKEN_HINT)
+        if self.token_file.stat().st_mode & 0o077:
+            log.warning("%s: the recorder token can be read by other users; chmod 600 it", self.token_file)
+        return SecretStr(text)
+
+
 class ProbeConfig(_Section):
     """[probes."<site>.<name>"]: metadata of one probe."""
 
@@ -181,6 +251,7 @@ class Config:
     drivers: dict[str, DriverConfig] = field(default_factory=dict)
     probes: dict[str, ProbeConfig] = field(default_factory=dict)
     consumers: dict = field(default_factory=dict)  # name -> the consumer plugin's Config (a ConsumerConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
     def bus_secret(self) -> bytes:
         """The HMAC key of the bus: ``secret``, or the content of ``secret_file`` (whitespace stripped)."""

@@ -60,6 +60,20 @@ max_gap = 5.0
 price_per_kwh = 0.0
 currency = "EUR"
 
+# The energy recorder: recordings (scenarios, steps) and jobs, kept in one SQLite file
+# (docs/recordings.md, docs/jobs.md).
+[recorder]
+# The SQLite file. Default: recordings.sqlite beside the store's folder (also with a PostgreSQL store).
+# database = "/var/lib/wattsight/recordings.sqlite"
+# The bearer token that writes (POST) need:  head -c 24 /dev/urandom | base64 > recorder.token
+# token_file = "/etc/wattsight/recorder.token"   # a relative path is taken from this file's folder
+# ... or the token itself (set only one). Neither: writes are open to whoever reaches the API.
+# token = "replace-me"
+# true: reads (GET) need the token too. Default: false.
+read_token_required = false
+# Seconds a caller's clock may differ from the server's before answers carry a warning. Default: 2.
+max_clock_skew = 2.0
+
 # Probe metadata (optional): aliases, and the nodes a probe feeds. Quote ids: they contain a dot.
 [probes."local.pdu1-3"]
 # Other names the probe answers to in the API. Default: [].

@@ -37,6 +37,9 @@ class ApiContext:
     #: Subscriber.stats() when a bus subscriber runs in this process, else None.
     bus_stats: Callable[[], dict] | None = None
     clock: Callable[[], int] = now_ms
+    #: The energy recorder (wattsight.recordings.service.Recorder: database, [recorder] settings,
+    #: token); None: /api/v1/recordings and /api/v1/jobs answer 503.
+    recorder: Any = None
 
 
 def context(request: Request) -> ApiContext:
@@ -87,7 +90,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueryError)
     async def _bad_query(request: Request, exc: QueryError) -> JSONResponse:
-        return _problem(422, str(exc))
+        # 422, or the status an error class carries (the recorder's 404 / 409 / 422)
+        return _problem(getattr(exc, "status", 422), str(exc))
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:

@@ -1,0 +1,44 @@
+"""docs/recordings.md: its tested curl block runs against a real ``wattsight run --demo``."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from procs import Wattsight, free_port
+
+pytestmark = pytest.mark.slow
+DOC = Path(__file__).parent.parent / "docs" / "recordings.md"
+
+
+def doc_block() -> str:
+    return re.search(r"<!-- tested -->\s*```sh\n(.*?)```", DOC.read_text(), re.DOTALL).group(1)
+
+
+def test_the_curl_example_records_two_steps(tmp_path):
+    listen = f"127.0.0.1:{free_port()}"
+    ws = Wattsight(["--demo", "--data-dir", str(tmp_path / "data")], tmp_path, listen=listen)
+    try:
+        ws.wait_ready()
+        ws.wait_for(lambda: all(p["last"] for p in ws.get("/api/v1/probes")["probes"]), 60,
+                    "the first samples")
+        env = {**os.environ, "WATTSIGHT_URL": ws.url}
+        env.pop("WATTSIGHT_TOKEN", None)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", doc_block()], capture_output=True,
+                              text=True, env=env, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        printed = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+        recs = ws.get("/api/v1/recordings", scenario="web-benchmark")["recordings"]
+        assert len(recs) == 1 and recs[0]["metadata"] == {"commit": "4f2a9c1"} and not recs[0]["running"]
+        report = ws.get(f"/api/v1/recordings/{recs[0]['id']}/report")
+    finally:
+        ws.stop()
+    assert [s["name"] for s in report["steps"]] == ["warm-up", "load"]
+    load = report["steps"][1]
+    assert printed == load["energy"] and printed["coverage"] == pytest.approx(1.0)
+    assert set(load["nodes"]) == {"demo.node-1", "demo.node-2"}
+    assert 2 * 90 * 1.9 < printed["joules"] < 2 * 260 * 2.5  # two nodes of the demo rack for about 2 s
