@@ -191,6 +191,8 @@ class SourceState:
     lost_expired: int = 0
     #: True when ``highest`` came from the ledger (the previous run): a gap is then logged.
     restored: bool = False
+    #: The first number this subscriber received from the source (0: none yet).
+    first: int = 0
 
     def accept(self, seq: int) -> str:
         """Record ``seq``; returns "new", "reordered", or raises MessageRefused."""
@@ -293,6 +295,7 @@ class Subscriber:
         state = self.sources.get(key) or self._new_source(key)
         if state.accept(seq) == "reordered":
             self.reordered += 1
+        state.first = state.first or seq
         if state.restored:
             state.restored = False
             if state.lost:
@@ -328,7 +331,7 @@ class Subscriber:
             "lost": sum(s.lost for s in self.sources.values()),
             "duplicates": self.refused.get("replayed", 0),
             "reordered": self.reordered,
-            "sources": {k: {"highest": s.highest, "batches": s.batches, "lost": s.lost}
+            "sources": {k: {"first": s.first, "highest": s.highest, "batches": s.batches, "lost": s.lost}
                         for k, s in self.sources.items()},
         }
 
