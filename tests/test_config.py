@@ -190,11 +190,26 @@ def test_secret_file_is_relative_to_the_config_file(tmp_path, caplog):
     assert not caplog.records
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file: the injected opener's twin covers it")
 def test_unreadable_secret_file(tmp_path):
     (tmp_path / "bus.key").write_text("k")
     (tmp_path / "bus.key").chmod(0)
     assert "cannot be read" in str(error_of('[bus]\nsecret_file = "bus.key"\n', str(tmp_path / "w.toml")))
+
+
+def test_a_secret_file_this_user_may_not_read_through_an_injected_opener(tmp_path):
+    (tmp_path / "bus.key").write_text("k")
+    (tmp_path / "bus.key").chmod(0o600)
+    seen = []
+
+    def refuse(path: Path) -> bytes:
+        seen.append(path)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with pytest.raises(ConfigError, match="cannot be read by this user") as err:
+        loads('[bus]\nsecret_file = "bus.key"\n', str(tmp_path / "w.toml"), opener=refuse)
+    assert seen == [tmp_path / "bus.key"] and "bus.secret_file" in str(err.value)
+    assert loads('[bus]\nsecret_file = "bus.key"\n', str(tmp_path / "w.toml")).bus_secret() == b"k"
 
 
 def test_a_key_readable_by_others_is_only_a_warning(tmp_path, caplog):

@@ -86,7 +86,7 @@ def _table(data: dict, name: str, issues: list) -> dict:
     return value
 
 
-def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config:
+def _build(data: dict, text: str, path: str, base: Path | None = None, opener=None) -> Config:
     issues: list[Issue] = []
     for key in data:
         if key not in _TOP:
@@ -97,7 +97,7 @@ def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config
     if not isinstance(site, str) or not _SITE.match(site):
         issues.append(Issue(("site",), f"{site!r} is not a site name",
                             "letters, digits, '-' or '_', e.g. 'lyon'"))
-    ctx = {"base": base}
+    ctx = {"base": base, "opener": opener}
     sections = {name: validate(model, _table(data, name, issues), (name,), issues, ctx)
                 for name, model in (("bus", BusConfig), ("store", StoreConfig), ("api", ApiConfig),
                                     ("recorder", RecorderConfig))}
@@ -114,8 +114,11 @@ def _build(data: dict, text: str, path: str, base: Path | None = None) -> Config
                   drivers, probes, consumers, sections["recorder"])
 
 
-def loads(text: str, path: str | Path = "<string>") -> Config:
-    """Parse and validate a TOML text; every problem found is reported in one ConfigError."""
+def loads(text: str, path: str | Path = "<string>", *, opener=None) -> Config:
+    """Parse and validate a TOML text; every problem found is reported in one ConfigError.
+
+    ``opener`` (a function of a path returning its bytes) reads the files the text names for
+    their checks (the bus key); tests inject one that raises PermissionError, even as root."""
     path = str(path)
     try:
         data = tomllib.loads(text)
@@ -127,7 +130,7 @@ def loads(text: str, path: str | Path = "<string>") -> Config:
                           hint="strings need quotes, sections are [name], lists are [\"a\", \"b\"] "
                                "(https://toml.io)") from None
     base = None if path.startswith("<") else Path(path).absolute().parent
-    return _build(data, text, path, base)
+    return _build(data, text, path, base, opener)
 
 
 def read_text(path: str | Path, *, what: str = "the file", hint: str | None = None) -> str:
