@@ -99,12 +99,14 @@ def energy_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probes
     if not probes and not nodes:
         views = [v for v in catalog.probes.values() if v.energy_method]
         node_names = sorted({n for v in views for n in v.probe.fed_nodes})
+    seen = {v.id for v in views}
     for node in node_names:
         for pid in catalog.node(node):
             member = catalog.probes[pid]
             network_only = member.is_network and not member.energy_method
-            if not network_only and all(v.id != pid for v in views):
+            if not network_only and pid not in seen:
                 views.append(member)
+                seen.add(pid)
     per_probe = probe_energies(store, views, start_ms, end_ms, max_gap_s, use_rollups)
     answer = {**span_json(start_ms, end_ms), "price_per_kwh": price_per_kwh, "currency": currency,
               "probes": {}, "nodes": {}}
