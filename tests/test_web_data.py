@@ -36,6 +36,7 @@ from wattsight.recordings.service import Recorder
 from wattsight.sample import Batch, Series, Topology
 from wattsight.web import graphs
 from wattsight.web.graphs_render import OKABE_ITO
+from wattsight.web.selection import display_step
 from wattsight.web.summary import range_stats
 
 RANGE = f"from={FROM_S}&to={TO_S}"
@@ -122,6 +123,9 @@ def test_summary_network_rates(client):
     assert sw1["bytes"] == pytest.approx(RX_B) and sw1["avg"] == pytest.approx(1000.0)
     assert sw1["min"] == pytest.approx(1000.0) and sw1["max"] == pytest.approx(1000.0)
     assert body["nodes"]["lyon.node-2"]["bytes"] == pytest.approx(RX_B)
+    minute = client.get(f"/api/v1/summary?from={TO_S - 60}&to={TO_S}&metric=network_in").json()
+    short = minute["probes"]["lyon.sw1"]  # buckets never shorter than the probe's 1 s period
+    assert minute["step"] == 1.0 and (short["min"], short["max"], short["last"]) == (1000.0, 1000.0, 1000.0)
     out = client.get(f"/api/v1/summary?{RANGE}&metric=network_out").json()
     assert out["total"]["bytes"] == pytest.approx(TX_B) and out["total"]["rate"] == pytest.approx(500.0)
 
@@ -263,7 +267,7 @@ def test_long_periods_are_bucketed_not_raw(tmp_path):
     try:
         s.flush()
         views = client_for(s)
-        step = graphs.step_for([], *graphs.period_range("year", T_END), 800)
+        step = display_step([], *graphs.period_range("year", T_END), 800)
         assert step >= 12 * HOUR
         png(views.get("/graph/year/?width=800&height=320"), 800, 320)
     finally:
@@ -319,3 +323,13 @@ def test_a_stack_of_many_probes_draws_the_top_ones_and_sums_the_others_hourly(tm
         assert np.allclose(others.avg[whole_hours], 10.0 * sum(range(n - 7)))
         assert np.allclose(chart.up[0].avg[(chart.t >= t[0]) & (chart.t < T_END - 120_000)], 10.0 * (n - 1))
         png(client_for(st, topo=Topology()).get("/graph/day/"), 800, 320)
+
+
+def test_counter_rates_bridge_one_empty_bucket_not_a_gap_or_a_reset():
+    from wattsight.web.selection import rates
+
+    b = {"t": np.array([0, 1000, 3000, 7000, 8000, 9000]), "last": np.array([0, 1000, 3000, 7000, 5, 1005.0])}
+    t, r = rates(b, 1000)
+    assert t.tolist() == b["t"].tolist()
+    assert np.isnan(r[0]) and r[1] == 1000.0 and r[2] == 1000.0  # one empty bucket: over 2 s
+    assert np.isnan(r[3]) and np.isnan(r[4]) and r[5] == 1000.0  # a 4 s gap, then a reset: no rate

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import timeseries
 from ..consumers.api.catalog import ENERGY, NET_IN, NET_OUT, POWER, ProbeView
 from ..consumers.api.params import iso
 from ..errors import QueryError
 from .graphs_render import TOP, Chart, Curve, render_png
-from .selection import Selection, bucket_arrays, grid, rates
+from .selection import Selection, bucket_arrays, display_step, grid, rates
 
 S, MIN, H, DAY = 1_000, 60_000, 3_600_000, 86_400_000
 #: Period name -> (length, refresh step: "now" is rounded down to it, and images are cached that long).
@@ -73,14 +72,6 @@ class Lines:
     hi: dict[str, np.ndarray]
 
 
-def step_for(views: list[ProbeView], start_ms: int, end_ms: int, points: int) -> int:
-    """A nice step giving at most ``points`` buckets, and no shorter than the slowest probe's
-    period (1 s when unknown): shorter buckets would be mostly empty."""
-    period_ms = max([int((v.probe.period or 1.0) * 1000) for v in views] or [1000])
-    step = timeseries.step_for(start_ms, end_ms, max(points, 1))
-    return max(step, timeseries.step_for(0, period_ms, 1))
-
-
 def load(store, views: list[ProbeView], metric: str, start_ms: int, end_ms: int, step: int) -> Lines:
     """``metric`` (power, network_in or network_out) of each probe on a grid of ``step`` buckets."""
     first = start_ms - start_ms % step
@@ -113,7 +104,7 @@ def chart(store, selection: Selection, start_ms: int, end_ms: int, width: int, *
     views = [probe] if probe is not None else selection.views
     name, unit = LABELS[metric]
     parts = (NET_IN, NET_OUT) if metric == "network" else (metric,)
-    step = step_for(views, start_ms, end_ms, width)
+    step = display_step(views, start_ms, end_ms, width)
     t = np.arange(start_ms - start_ms % step, end_ms, step, dtype=np.int64)
     curves = []
     for m in parts:

@@ -62,14 +62,15 @@ def _top(curves: list[Curve], n: int) -> list[Curve]:
     return ranked[:n] + [Curve(f"others ({len(rest)} probes)", total, others=True)]
 
 
-def _bridge(v: np.ndarray) -> np.ndarray:
+def _bridge(v: np.ndarray, zero: bool = True) -> np.ndarray:
     """``v`` with each lone empty bucket given its predecessor's value (a sample a little late
-    or early leaves one bucket empty and the next with two; a stack would dip to zero)."""
+    or early leaves one bucket empty and the next with two: a stack would dip to zero, a line
+    break); longer gaps are zeros (``zero``, for a stack) or left empty (a line)."""
     out = v.copy()
     lone = np.flatnonzero(~np.isfinite(v[1:-1])) + 1
     lone = lone[np.isfinite(v[lone - 1]) & np.isfinite(v[lone + 1])]
     out[lone] = v[lone - 1]
-    return np.nan_to_num(out)
+    return np.nan_to_num(out) if zero else out
 
 
 def _colours(k: int, others: bool) -> list[str]:
@@ -116,7 +117,7 @@ def _draw(ax, chart: Chart) -> bool:
                 if c.lo is not None and c.hi is not None:
                     ax.fill_between(x, sign * c.lo, sign * c.hi, color=colour, alpha=0.25, linewidth=0,
                                     label=f"{c.label} min-max")
-                ax.plot(x, sign * c.avg, color=colour, linewidth=1.2, label=c.label)
+                ax.plot(x, sign * _bridge(c.avg, zero=False), color=colour, linewidth=1.2, label=c.label)
     if chart.down:
         ax.axhline(0, color="#333333", linewidth=0.8)
     return True

@@ -129,19 +129,28 @@ def _empty() -> dict:
     return {"t": np.zeros(0, np.int64), "n": np.zeros(0, np.int64), "min": z, "avg": z, "max": z, "last": z}
 
 
+def display_step(views: list[ProbeView], start_ms: int, end_ms: int, points: int) -> int:
+    """A nice step giving at most ``points`` buckets over the range, and no shorter than the
+    slowest probe's period (1 s when unknown): shorter buckets would be mostly empty."""
+    period_ms = max([int((v.probe.period or 1.0) * 1000) for v in views] or [1000])
+    step = timeseries.step_for(start_ms, end_ms, max(points, 1))
+    return max(step, timeseries.step_for(0, period_ms, 1))
+
+
 def rates(b: dict, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """A counter's rate per bucket (units/s) from its buckets' last values: ``(t, rate)``.
 
-    A bucket's rate is the increase since the previous bucket's last sample over one step;
-    the first bucket, one after a gap and one where the counter went down (a reset or a wrap)
-    have no rate (NaN).
+    A bucket's rate is the increase since the previous bucket's last sample over the time
+    between the two buckets (one step, or two when a jittered sample left one bucket empty);
+    the first bucket, one after a longer gap and one where the counter went down (a reset or a
+    wrap) have no rate (NaN).
     """
     t, last = np.asarray(b["t"], np.int64), np.asarray(b["last"], np.float64)
     out = np.full(len(t), np.nan)
     if len(t) > 1:
-        inc = np.diff(last)
-        ok = (np.diff(t) == step_ms) & (inc >= 0)
-        out[1:][ok] = inc[ok] / (step_ms / 1000.0)
+        inc, dt = np.diff(last), np.diff(t)
+        ok = (dt <= 2 * step_ms) & (inc >= 0)
+        out[1:][ok] = inc[ok] / (dt[ok] / 1000.0)
     return t, out
 
 

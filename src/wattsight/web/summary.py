@@ -17,10 +17,10 @@ import numpy as np
 
 from ..consumers.api.catalog import POWER, Catalog
 from ..consumers.api.params import finite
-from ..consumers.api.queries import energy_report, series_step, span_json, traffic_report
+from ..consumers.api.queries import energy_report, span_json, traffic_report
 from ..energy import J_PER_KWH
 from ..sample import site_of
-from .selection import Selection, bucket_arrays, rates
+from .selection import Selection, bucket_arrays, display_step, rates
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
@@ -135,7 +135,8 @@ def _network(store, catalog, selection, start_ms, end_ms, max_gap_s, max_points)
     views = selection.views
     traffic = traffic_report(store, catalog, start_ms, end_ms, probes=[v.id for v in views],
                              max_gap_s=max_gap_s) if views else {"probes": {}}
-    step, first = series_step("auto", start_ms, end_ms, max_points)
+    step = display_step(views, start_ms, end_ms, max_points)
+    first = start_ms - start_ms % step
     keys = [(v.id, metric) for v in views]
     buckets = bucket_arrays(store, keys, first - step, end_ms, step)
     probes = {}
