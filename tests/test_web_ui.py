@@ -35,6 +35,14 @@ PAGES = {  # screenshot name -> path (the last minute: the demo has only run for
 }
 
 
+#: Visible controls without an accessible name (label, aria-label, text, title or alt).
+UNNAMED = """() => [...document.querySelectorAll('a, button, input, select, [tabindex]')]
+  .filter((e) => e.offsetParent !== null)
+  .filter((e) => !(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.title
+                   || (e.innerText || '').trim() || (e.labels && e.labels.length) || e.querySelector('img[alt]:not([alt=""])')))
+  .map((e) => e.outerHTML.slice(0, 120))"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webui")
@@ -79,6 +87,8 @@ def test_every_page_loads_clean_and_stays_on_127_0_0_1(page, server):
         got = open_page(page, server, path)
         assert got["charts"], (path, got)
         assert all(c["lastT"] for c in got["charts"]), (path, got["charts"])
+        assert page.evaluate(UNNAMED) == [], path  # every control says what it is
+        assert page.locator("h1").count() == 1
         shot(page, name)
     watch.assert_clean()
     assert any("/static/vendor/uPlot.iife.js" in u for u in watch.urls)
@@ -107,7 +117,7 @@ def test_overview_shows_legend_energy_cost_and_totals(page, server):
 
 
 def test_top_n_stacks_the_rest_as_others_with_the_same_total(page, server):
-    to = int(time.time()) - 5
+    to = int(time.time()) - 10  # a past range: every sample of it is stored, both loads see the same
     base = f"/?period=custom&from={to - 20}&to={to}"
     all_ = open_page(page, server, base)["charts"][0]
     top3 = open_page(page, server, base + "&top=3")["charts"][0]
@@ -232,6 +242,10 @@ def test_job_filter_shows_the_jobs_nodes(page, server):
     assert got["charts"][0]["from"] == pytest.approx(job["start"] * 1000, abs=1)  # the job's range
     assert "ui-job-1" in page.locator(".job").inner_text()
     shot(page, "selection-job")
+    # a hand-written link with the job alone shows the job's range too
+    got = open_page(page, server, "/?job=ui-job-1")
+    assert got["ids"] == ["demo.node-3", "demo.node-4"]
+    assert got["charts"][0]["from"] == pytest.approx(job["start"] * 1000, abs=1)
 
 
 def test_live_samples_extend_the_graph(page, server):
@@ -274,6 +288,9 @@ def test_network_export_has_both_directions(page, server):
 
 def test_png_button_downloads_the_graph(page, server):
     open_page(page, server, "/")
+    # the server-side PNG of the same view, for wikis and reports
+    embed = httpx.get(server.url + page.get_attribute("a.embed", "href"), timeout=30)
+    assert embed.status_code == 200 and embed.content[:8] == b"\x89PNG\r\n\x1a\n"
     with page.expect_download() as info:
         page.locator(".chart .png").first.click()
     assert info.value.suggested_filename.endswith(".png")
@@ -292,6 +309,25 @@ def test_phone_width_has_no_horizontal_overflow(browser, server):
             assert width <= viewport, (path, width, viewport)
             if name in ("overview", "probe", "network", "selection"):
                 shot(pg, f"phone-{name}")
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
+def test_dark_scheme_follows_the_system(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="dark")
+    pg = context.new_page()
+    watch = Watch(pg)
+    try:
+        for scheme in ("dark", "light"):
+            pg.emulate_media(color_scheme=scheme)
+            pg.goto(server.url + "/?period=minute")
+            ready(pg)
+            rgb = pg.evaluate("getComputedStyle(document.body).backgroundColor")
+            level = sum(int(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]) / 3
+            assert (level < 64) if scheme == "dark" else (level > 192), (scheme, rgb)
+            if scheme == "dark":
+                shot(pg, "overview-dark")
         watch.assert_clean()
     finally:
         context.close()

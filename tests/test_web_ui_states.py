@@ -135,3 +135,38 @@ def test_docs_list_every_url_parameter_and_show_existing_screenshots():
     assert images
     for image in images:  # copied from the screenshots the browser tests take
         assert (Path(__file__).resolve().parents[1] / "docs" / image).exists(), image
+
+
+def test_browser_counter_rates_follow_the_servers_rule(page, empty_server):
+    """The page's rates (series.js) count a wrap or a reset exactly as energy.wrap_deltas does."""
+    from wattsight.energy import wrap_deltas
+
+    page.goto(empty_server.url + "/")
+    page.wait_for_selector(".empty-state")
+    readings = [90.0, 98.0, 5.0, 40.0]
+    got = page.evaluate("""async (readings) => {
+      const { Buckets, grid } = await import('/static/js/series.js');
+      const rates = (wrap) => {
+        const b = new Buckets(1000);
+        b.wrap = wrap;
+        readings.forEach((v, i) => b.add(i * 1000, v));
+        return b.rateOn(grid(0, (readings.length - 1) * 1000, 1000));
+      };
+      return { wrapped: rates(100), reset: rates(null) };
+    }""", readings)
+    assert got["wrapped"] == [None, *wrap_deltas(readings, 100.0).tolist()]
+    assert got["reset"] == [None, *wrap_deltas(readings).tolist()]
+
+
+def test_browser_step_is_the_smallest_nice_one_within_the_pixels(page, empty_server):
+    page.goto(empty_server.url + "/")
+    page.wait_for_selector(".empty-state")
+    got = page.evaluate("""async () => {
+      const { chooseStep, NICE_STEPS } = await import('/static/js/series.js');
+      const cases = [[60e3, 1200], [3600e3, 1200], [86400e3, 1000], [365 * 86400e3, 390]];
+      return { nice: NICE_STEPS, steps: cases.map(([span, px]) => [span, px, chooseStep(span, px)]) };
+    }""")
+    for span, px, step in got["steps"]:
+        assert span / step <= px  # at most one bucket per pixel...
+        smaller = [s for s in got["nice"] if s < step]
+        assert not smaller or span / smaller[-1] > px  # ...and the next finer step would give more

@@ -8,7 +8,14 @@ export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "
   "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"];
 export const OTHERS = "#8c8c8c";
 
-export const colour = (i, others = false) => (others ? OTHERS : PALETTE[i % PALETTE.length]);
+/** Okabe-Ito's eighth colour is black; on a dark background the indigo in its place would not show. */
+const DARK_EIGHTH = "#E8E8E8";
+
+export function colour(i, others = false) {
+  if (others) return OTHERS;
+  const k = i % PALETTE.length;
+  return k === 7 && matchMedia("(prefers-color-scheme: dark)").matches ? DARK_EIGHTH : PALETTE[k];
+}
 
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
@@ -129,7 +136,7 @@ export class Chart {
       },
       axes: [
         { ...axis, space: 64, values: (u, splits) => timeLabels(splits, this.range[1] - this.range[0]) },
-        { ...axis, size: axisSize, values: (u, splits) => splits.map((v) => fmt(this.mirror ? Math.abs(v) : v)) },
+        { ...axis, size: axisSize, space: this.compact ? 22 : 30, values: (u, splits) => splits.map((v) => fmt(this.mirror ? Math.abs(v) : v)) },
       ],
       hooks: { setCursor: [(u) => this.showReadout(u.cursor.idx)] },
     };

@@ -14,6 +14,7 @@ import { clearStatus, emptyState, errorState, expose, setStatus } from "./ui.js"
 
 const SIDE_MAX = 48;  // side-by-side graphs drawn at most
 const HOUR = 3600e3, DAY = 86400e3;
+const PROBES_TTL = 60e3;  // ms the list of probes is reused between views
 const POINTS = 200000;  // buckets asked for at most per metric (one per pixel per probe up to there)
 
 /** Start the page in ``app`` (``mode``: "overview" or "select"). */
@@ -49,7 +50,10 @@ async function load(page) {
   const run = (page.run = (page.run ?? 0) + 1);  // a newer load makes this one stop
   app.setAttribute("aria-busy", "true");
   try {
-    page.probes ??= (await getJSON("/api/v1/probes")).probes;
+    if (!page.probes || Date.now() - page.probesAt > PROBES_TTL) {  // probes come and go: not too stale
+      page.probes = (await getJSON("/api/v1/probes")).probes;
+      page.probesAt = Date.now();
+    }
     if (!page.probes.length) return emptyState(app);
     const job = await loadJob(state.job);
     const metric = state.metric === "network" || mode === "network" ? "network" : "power";
@@ -129,8 +133,10 @@ function layout(page, { job, metric, matching, ids, range }) {
         ${filterForm(state, page.probes)}${checklist(matching, state)}</details></aside>` : ""}
       <div class="content">
         <p class="selection">Showing ${describe(state, ids.length, total)} · ${when(range.fromMs)} → ${range.live ? "now" : when(range.toMs)}
-          ${selectMode ? "" : ` · <a href="${esc(url("/select", Object.fromEntries(new URLSearchParams(location.search))))}">Change selection</a>`}</p>
-        ${jobLine}${modelledNote(page.probes.filter((p) => ids.includes(p.id)))}
+          ${embeddable(state, mode) ? ` · <a class="embed" href="${esc(url(`/graph/${state.period}/`, { metric: metric === "network" ? "network" : "" }))}">PNG for embedding</a>` : ""}
+          ${selectMode ? "" : ` · <a href="${esc(url("/select", { ...Object.fromEntries(new URLSearchParams(location.search)),
+            metric: metric === "network" ? "network" : "" }))}">Change selection</a>`}</p>
+        ${jobLine}${modelledNote(page.probes.filter(((shown) => (p) => shown.has(p.id))(new Set(ids))))}
         <div class="graphs ${state.view === "side" && selectMode ? "multiples" : ""}"><p class="loading">Loading the graphs…</p></div>
         <div class="legend-area"><p class="loading">Loading the legend…</p></div>
       </div>
@@ -146,6 +152,12 @@ function layout(page, { job, metric, matching, ids, range }) {
 
 /** Buckets of what is drawn: the ranked probes at one bucket per pixel; when "others" sums many
  * probes, those at a coarser step (about 200 000 points in all), which the graph spreads out. */
+/** Whether the server's PNG graph (/graph/<period>/: every probe) shows the same as the page. */
+function embeddable(state, mode) {
+  const filtered = ["probes", "q", "site", "node", "job", "regex"].some((k) => state[k]);
+  return mode !== "select" && state.period !== "custom" && !filtered;
+}
+
 /** Modelled (simulated or estimated) data is never passed off as measured. */
 function modelledNote(shown) {
   const modelled = shown.filter((p) => Object.values(p.last || {}).some((l) => l.provenance === "modelled"));
@@ -306,7 +318,15 @@ function legend(page) {
   const s = page.summary;
   area.innerHTML = page.metric === "power"
     ? powerLegend(s.power, order, colours) + (page.mode === "overview" ? powerTotals(s.power) : "")
-    : networkLegend(s.network_in, s.network_out, order, colours);
+    : networkLegend(s.network_in, s.network_out, order, colours, (id, m) => drawnRates(page, id, m));
+}
+
+/** The max and last rate of a probe as drawn (from its buckets). */
+function drawnRates(page, id, metric) {
+  const b = page.data[metric]?.get(id);
+  if (!b) return {};
+  const rates = b.rateOn(grid(page.range.fromMs, page.range.toMs, b.step)).filter((v) => v !== null);
+  return rates.length ? { max: Math.max(...rates), last: rates[rates.length - 1] } : {};
 }
 
 /** The Export buttons: what is on screen (every probe when all are shown: the URL stays short). */

@@ -55,9 +55,12 @@ export function powerTotals(summary) {
 }
 
 /** Network legend: rates in and out per probe, and the bytes counted. */
-export function networkLegend(sumIn, sumOut, order, colours) {
+export function networkLegend(sumIn, sumOut, order, colours, drawn = () => ({})) {
+  // the summary's max and last, or (when it has none: a step finer than the samples) those drawn
+  const fill = (entry, own) => ({ ...entry, max: entry.max ?? own.max, last: entry.last ?? own.last });
   const rows = order.map((id) => {
-    const i = sumIn?.probes?.[id] || {}, o = sumOut?.probes?.[id] || {};
+    const i = fill(sumIn?.probes?.[id] || {}, drawn(id, "network_in"));
+    const o = fill(sumOut?.probes?.[id] || {}, drawn(id, "network_out"));
     return `<tr><th scope="row">${swatch(colours[id])}${probeLink(id)}</th>
       <td>${bytesPerSecond(i.avg)}</td><td>${bytesPerSecond(i.max)}</td><td>${bytesPerSecond(i.last)}</td><td>${bytes(i.bytes)}</td>
       <td>${bytesPerSecond(o.avg)}</td><td>${bytesPerSecond(o.max)}</td><td>${bytesPerSecond(o.last)}</td><td>${bytes(o.bytes)}</td></tr>`;

@@ -20,11 +20,13 @@ export class Buckets {
   constructor(step) {
     this.step = step;
     this.map = new Map();
+    this.wrap = null;  // a wrapping counter's range
   }
 
   /** Buckets from a /series answer (columns t, min, avg, max; t in seconds). */
   static fromSeries(entry, step, fetchedAtMs, periodMs) {
     const b = new Buckets(step);
+    b.wrap = Number((/^counter:(\d+(?:\.\d+)?)$/.exec(entry.kind || "") || [])[1]) || null;
     const col = Object.fromEntries(entry.columns.map((c, i) => [c, i]));
     for (const p of entry.points) {
       const t = Math.round(p[col.t] * 1000);
@@ -68,13 +70,19 @@ export class Buckets {
     return xs.map((t) => this.map.get(t - (t % this.step))?.[field] ?? null);
   }
 
-  /** A counter's rate per second on the grid: increase of ``max`` since the previous bucket. */
+  /**
+   * A counter's rate per second on the grid: the increase of ``max`` since the previous bucket.
+   * A lower value means the counter went round (``wrap``: its range, from a kind "counter:<range>")
+   * or, without a range, restarted from zero: the same rule as the server's energy.wrap_deltas.
+   */
   rateOn(xs) {
     const perSecond = 1000 / this.step;
     return xs.map((t) => {
       const k = t - (t % this.step);
       const b = this.map.get(k), a = this.map.get(k - this.step);
-      return !a || !b || b.max < a.max ? null : (b.max - a.max) * perSecond;
+      if (!a || !b) return null;
+      const up = b.max >= a.max ? b.max - a.max : (this.wrap ? b.max + this.wrap - a.max : b.max);
+      return up * perSecond;
     });
   }
 }

@@ -15,7 +15,8 @@ export function readState() {
   const s = {};
   for (const k of KEYS) s[k] = q.get(k) ?? DEFAULTS[k];
   if (!(s.period in PERIODS) && s.period !== "custom") s.period = DEFAULTS.period;
-  if (s.from && !q.get("period")) s.period = "custom";
+  // a range or a job without a period: show that range (a job's own, from its start to its end)
+  if ((s.from || s.job) && !q.get("period")) s.period = "custom";
   return s;
 }
 
