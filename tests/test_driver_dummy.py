@@ -185,8 +185,10 @@ def test_series_are_modelled_with_si_units():
     b = driver(metrics=["power", "energy", "network"]).read()
     assert {(s.metric, s.unit, s.kind, s.provenance) for s in b.series} == {
         ("power", "W", "gauge", "modelled"), ("energy", "J", "counter", "modelled"),
-        ("network_in", "B", "counter", "modelled"), ("network_out", "B", "counter", "modelled")}
+        ("network_in", "B", "counter:4294967296", "modelled"), ("network_out", "B", "counter:4294967296", "modelled")}
     assert len(b) == 4 * 4
+    b64 = driver(metrics=["network"], counter_bits=64).read()
+    assert {s.kind for s in b64.series} == {"counter:18446744073709551616"}  # wraps are declared, not resets
 
 
 def test_same_seed_same_values_other_seed_other_values():

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..sample import Batch, Probe, Series, now_ms
+from ..sample import Batch, Probe, Series, now_ms, wrapping_counter
 from .base import Driver, DriverConfig, site_probe
 from .patterns import ConstantPattern, Pattern, SquarePattern, WalkPattern, probe_keys
 
@@ -129,7 +129,7 @@ class DummyDriver(Driver):
             out.append(("energy", "J", "counter", lambda t: self.power.energy(self.origin_ms, t)))
         if "network" in cfg.metrics:
             for direction in ("network_in", "network_out"):
-                out.append((direction, "B", "counter", self._network(direction)))
+                out.append((direction, "B", wrapping_counter(2**cfg.counter_bits), self._network(direction)))
         return out
 
     def _network(self, stream: str) -> Callable[[np.ndarray], np.ndarray]:
