@@ -60,7 +60,7 @@ class LocalMeters:
         self._lock = threading.Lock()
         self._opened = False
         self._rapl: Any = None
-        self._ranges: dict[str, float] = {}
+        self._ranges: dict[str, float | None] = {}
         self._last: dict[str, float] = {}
         self._total: dict[str, float] = {}
         self._gpu: Any = None
@@ -102,7 +102,7 @@ class LocalMeters:
         for s in batch.series:
             zone = by_probe[s.probe]
             domain, counted = RAPL_DOMAINS.get(zone.kind, (zone.kind, False))
-            self._ranges[zone.key] = counter_range(s.kind) or float("inf")
+            self._ranges[zone.key] = counter_range(s.kind)
             self.meters.append(Meter(zone.key, domain, MEASURED, f"RAPL counter {zone.path.name}", counted))
         self._rapl = (driver, {driver.probe_id(z): z.key for z in zones})
         if any(m.domain == "platform" for m in self.meters):  # psys holds the packages and DRAM: alone
@@ -181,16 +181,17 @@ class LocalMeters:
                         self._drop(name, exc)
 
     def _count(self, key: str, raw: float) -> None:
-        """Add a counter's increase since the last read, across one wrap."""
+        """Add a counter's increase since the last read: across one wrap when its range is known (RAPL),
+        else from zero after a restart (:func:`wattsight.energy.wrap_deltas`, the store's own rule)."""
+        from ..energy import wrap_deltas
+
         last = self._last.get(key)
         self._last[key] = raw
         if last is None:
             self._total.setdefault(key, 0.0)
             return
-        delta = raw - last
-        if delta < 0:
-            delta += self._ranges.get(key, float("inf"))
-        self._total[key] = self._total.get(key, 0.0) + max(delta, 0.0)
+        delta = float(wrap_deltas([last, raw], self._ranges.get(key))[0])
+        self._total[key] = self._total.get(key, 0.0) + delta
 
     def _read_rapl(self) -> None:
         if self._rapl is None:
