@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+import numpy as np
 import pytest
-from test_api_helpers import T_END
+from test_api_helpers import T_END, TIMES
 from test_recordings_helpers import S0, TOKEN, Clock, bearer, detail, make_client, ramp_joules
+
+from wattsight.sample import Batch, Series
 
 pytest_plugins = ("test_recordings_helpers",)  # its fixtures: store, client, auth_client
 
@@ -91,6 +94,24 @@ def test_environments_by_node_short_name_or_everything(client):
     report = client.get(f"/api/v1/recordings/{everything['id']}/report").json()
     assert set(report["total"]["probes"]) == {"lyon.ramp", "lyon.const", "lyon.gappy", "lyon.rapl"}
     assert report["total"]["energy"]["coverage"] < 1  # lyon.gappy misses half an hour
+
+
+def test_each_probe_says_the_provenance_of_the_series_its_energy_comes_from(store, client):
+    """A modelled series (a CPU model, the demo rack) is reported as such, next to measured ones, so a
+    client needs no second request per probe; a node is its probes' provenance when they agree."""
+    store.handle(Batch.of_series(Series("lyon.model", "power", "W", "gauge", "modelled"), TIMES,
+                                 np.full(len(TIMES), 42.0)))
+    everything = start(client, env={})
+    client.post(f"/api/v1/recordings/{everything['id']}/stop", json={"time": S0 + 200})
+    total = client.get(f"/api/v1/recordings/{everything['id']}/report").json()["total"]
+    for pid, e in total["probes"].items():
+        metric = "energy" if e["method"] == "counter" else "power"
+        stored = client.get(f"/api/v1/probes/{pid}").json()["last"][metric]["provenance"]
+        assert e["provenance"] == stored, pid
+    assert total["probes"]["lyon.model"]["provenance"] == "modelled"
+    assert total["probes"]["lyon.model"]["joules"] == pytest.approx(42.0 * 100)
+    nodes = {n: e["provenance"] for n, e in total["nodes"].items()}
+    assert nodes["lyon.node-1"] == nodes["lyon.node-2"] == "measured" and nodes["lyon.model"] == "modelled"
 
 
 def test_list_recordings_latest_first_and_by_scenario(client):
@@ -209,6 +230,17 @@ def test_duplicate_step_names_are_409_but_an_identical_retry_is_200(client):
     assert retry["step"] == first["step"]
     msg = detail(client.post(f"/api/v1/recordings/{rid}/steps", json={"name": "a", "time": S0 + 300}), 409)
     assert "has a step named 'a' already" in msg and "'a-2'" in msg
+
+
+def test_an_identical_create_is_a_retry_answered_200_with_the_stored_recording(client):
+    """A client whose answer was lost sends the same body again: no second, orphaned recording."""
+    first = start(client, at=S0 + 100, metadata={"run": 1})
+    again = client.post("/api/v1/recordings", json={"scenario": "bench", "environment": RAMP, "start": S0 + 100,
+                                                    "metadata": {"run": 1}})
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert start(client, at=S0 + 100, metadata={"run": 2})["id"] != first["id"]  # another run: 201
+    assert start(client, at=S0 + 101, metadata={"run": 1})["id"] != first["id"]  # another start: 201
+    assert client.get("/api/v1/recordings", params={"scenario": "bench"}).json()["count"] == 3
 
 
 def test_a_stopped_recording_takes_no_step_409(client):

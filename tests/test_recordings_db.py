@@ -20,7 +20,7 @@ for i in range(int(sys.argv[3])):
 def test_two_processes_write_to_one_file(tmp_path):
     path = tmp_path / "recordings.sqlite"
     db = RecordingsDB(path)
-    rid = db.create_recording("shared", {}, 1_700_000_000_000, None, {}, [])["id"]
+    rid = db.create_recording("shared", {}, 1_700_000_000_000, None, {}, [])[0]["id"]
     n = 150
     child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), rid, str(n)], stderr=subprocess.PIPE,
                              text=True)

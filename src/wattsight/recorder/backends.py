@@ -137,7 +137,6 @@ class ApiBackend:
         self.link = Link(client)
         self.box: Outbox | None = None
         self.unsent: list[Outbox] = []  # earlier recordings with writes still waiting
-        self.provenance: dict[str, str] = {}  # probe -> provenance of its stored series (asked once)
         self.last: tuple[Recording, float] | None = None  # the last recording stopped, and its end
 
     def describe(self) -> str:
@@ -204,20 +203,7 @@ class ApiBackend:
         steps = tuple(self._step_measurement(report, s.name, s.start, s.end or end, box.recording)
                       for s in rec.steps)
         return from_report(rec.scenario, report.get("total") or {}, start=rec.start, end=end,
-                           recording=box.recording, steps=steps, notes=tuple(box.warnings),
-                           provenance=report["_provenance"])
-
-    def _provenances(self, report: dict) -> dict[str, str]:
-        """Each probe's provenance (measured / modelled), from GET /probes/{id} once per probe."""
-        pids = {p for r in [report.get("total") or report, *(report.get("steps") or [])]
-                for p in (r.get("probes") or {})}
-        for pid in sorted(pids - set(self.provenance)):
-            path = f"/api/v1/probes/{_quote(pid)}"
-            info = self.link.attempt(lambda p=path: self.client.call("GET", p), force=True)
-            last = (info or {}).get("last") or {}
-            found = {m: (last.get(m) or {}).get("provenance") for m in ("energy", "power")}
-            self.provenance[pid] = found["energy"] or found["power"] or "as stored"
-        return self.provenance
+                           recording=box.recording, steps=steps, notes=tuple(box.warnings))
 
     def _report(self, box: Outbox) -> dict | str:
         """The recording's report, or why there is none."""
@@ -229,17 +215,13 @@ class ApiBackend:
                     "did not answer")
         path = f"/api/v1/recordings/{box.recording}/report"
         answer = self.link.attempt(lambda: self.client.call("GET", path), force=True)
-        if answer is None:
-            return f"the report of {box.recording} could not be fetched"
-        answer["_provenance"] = self._provenances(answer)
-        return answer
+        return f"the report of {box.recording} could not be fetched" if answer is None else answer
 
     @staticmethod
     def _step_measurement(report: dict, name: str, start: float, end: float, recording: str) -> Measurement:
         for s in report.get("steps") or []:
             if s.get("name") == name:
-                return from_report(name, s, start=start, end=end, recording=recording,
-                                   provenance=report["_provenance"])
+                return from_report(name, s, start=start, end=end, recording=recording)
         return unavailable(name, start, end, f"the server's report has no step {name!r}", source="api",
                            recording=recording)
 

@@ -127,25 +127,19 @@ def unavailable(name: str, start: float, end: float, why: str, *, source: str = 
 
 
 def from_report(name: str, r: dict, *, start: float, end: float, recording: str | None = None,
-                steps: tuple[Measurement, ...] = (), notes: tuple[str, ...] = (),
-                provenance: dict[str, str] | None = None) -> Measurement:
+                steps: tuple[Measurement, ...] = (), notes: tuple[str, ...] = ()) -> Measurement:
     """A measurement from the API's report shape R (energy, probes, nodes, mean and peak power).
 
     Nodes are sums of probes: the total is the environment's energy (``r["energy"]``); the probes
     are parts counted in it, the nodes parts that are not (they would count the probes twice).
-    ``provenance`` gives each probe's (its stored series'), when R does not say.
+    Each probe's and node's provenance is the one R gives (that of the stored series).
     """
-    known = dict(provenance or {})
-    probe_kinds = {known.get(p) for p in r.get("probes") or {}} - {None}
-    agreed = next(iter(probe_kinds)) if len(probe_kinds) == 1 else "as stored"
-    for node in r.get("nodes") or {}:  # a node's figures are its probes': theirs, when they agree
-        known.setdefault(node, agreed)
     parts: list[Part] = []
     missing: list[tuple[str, str]] = []
     for kind, items in (("probe", r.get("probes") or {}), ("node", r.get("nodes") or {})):
         for pid, e in items.items():
             method = e.get("method") or ("sum of its probes" if kind == "node" else None)
-            prov = e.get("provenance") or known.get(pid) or ("as stored" if method else UNAVAILABLE)
+            prov = e.get("provenance") or ("as stored" if method else UNAVAILABLE)
             if kind == "probe" and not method:
                 missing.append((pid, "no power or energy data stored in the span"))
                 prov = UNAVAILABLE

@@ -91,14 +91,19 @@ class RecordingsDB:
 
     # -- recordings -------------------------------------------------------------------------
     def create_recording(self, scenario: str, environment: dict, start_ms: int, offset_ms: int | None,
-                         metadata: dict, warnings: list[str]) -> dict:
-        """A new running recording; returns it."""
-        rid = secrets.token_hex(6)
+                         metadata: dict, warnings: list[str]) -> tuple[dict, bool]:
+        """A new running recording: (it, True); or (the stored one, False) for an identical retry: same
+        scenario, start (ms), environment and metadata (a client whose answer was lost sends it again)."""
+        env, meta = json.dumps(environment), json.dumps(metadata)
         with self._tx() as c:
-            c.execute("INSERT INTO recordings VALUES (?,?,?,?,?,?,?,?,?)",
-                      (rid, scenario, json.dumps(environment), int(start_ms), None, offset_ms,
-                       json.dumps(metadata), json.dumps(warnings), self.clock()))
-        return self.recording(rid)
+            same = c.execute("SELECT id FROM recordings WHERE scenario = ? AND start_ms = ? AND environment = ? "
+                             "AND metadata = ?", (scenario, int(start_ms), env, meta)).fetchone()
+            if same is None:
+                rid = secrets.token_hex(6)
+                c.execute("INSERT INTO recordings VALUES (?,?,?,?,?,?,?,?,?)",
+                          (rid, scenario, env, int(start_ms), None, offset_ms, meta, json.dumps(warnings),
+                           self.clock()))
+        return (self.recording(rid), True) if same is None else (self.recording(same[0]), False)
 
     def recording(self, rid: str) -> dict:
         """A recording with its steps; NotFound if there is none."""

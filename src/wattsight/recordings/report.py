@@ -11,15 +11,20 @@ The figures of one range (``R`` in docs/recordings.md)::
     {"from", "to", "duration_s",
      "energy": {"joules", "kwh", "cost", "currency", "coverage", "covered_s"},
      "mean_power_w", "peak_power_w",
-     "probes": {id: {"joules", "kwh", "cost", "coverage", "covered_s", "method",
+     "probes": {id: {"joules", "kwh", "cost", "coverage", "covered_s", "method", "provenance",
                      "mean_power_w", "peak_power_w"}},
      "nodes": {node: {... the same, plus "probes", "shared", "shared_probes"}}}
 
+* provenance of a probe = that of the stored series its energy comes from (``measured``,
+  ``derived`` or ``modelled``; null without data); of a node, its probes' when they agree,
+  else ``mixed``.
 * mean power = energy / covered time (of a probe); for a node or the total, the sum of
   their probes' means: what the set drew while it was measured.
-* peak power of a probe = its highest power sample in the range; of a node or the total,
+* peak power of a probe = its highest power *sample* in the range; of a node or the total,
   the highest sum of its probes' power averaged over buckets of 1 s (ranges up to 1 h)
-  or of whole minutes (longer ranges: at most 3600 buckets, read from the rollups).
+  or of whole minutes (longer ranges: at most 3600 buckets, read from the rollups).  It is
+  the peak of the power samples, which can be below the mean power: the mean comes from the
+  energy counter (every joule between two readings), the samples are instants (1 Hz or less).
 * the total's coverage is the lowest of its probes' (a set is measured as far as its
   least-measured probe); its energy is the sum over probes, each counted once even when
   it feeds several nodes.
@@ -32,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import timeseries
-from ..consumers.api.catalog import POWER, Catalog, read
+from ..consumers.api.catalog import ENERGY, POWER, Catalog, read
 from ..consumers.api.params import iso, seconds
 from ..consumers.api.queries import energy_report
 
@@ -53,13 +58,15 @@ def span_report(store, catalog: Catalog, probes: list[str], nodes: list[str], st
     out_probes = {}
     for pid, e in rep["probes"].items():
         out_probes[pid] = {**e, "cost": e["kwh"] * price, "mean_power_w": _mean(e),
-                           "peak_power_w": peaks.peak([pid], single=True)}
+                           "peak_power_w": peaks.peak([pid], single=True),
+                           "provenance": _provenance(catalog.probes[pid], e["method"])}
     out_nodes = {}
     for node, e in rep["nodes"].items():
         members = e["probes"]
         out_nodes[node] = {**e, "covered_s": min((out_probes[p]["covered_s"] for p in members), default=0.0),
                            "mean_power_w": _sum_means(out_probes, members),
-                           "peak_power_w": peaks.peak(members)}
+                           "peak_power_w": peaks.peak(members),
+                           "provenance": _agreed(out_probes[p]["provenance"] for p in members)}
     joules = sum(p["joules"] for p in out_probes.values())
     coverage = min((p["coverage"] for p in out_probes.values()), default=0.0)
     covered = min((p["covered_s"] for p in out_probes.values()), default=0.0)
@@ -73,6 +80,19 @@ def span_report(store, catalog: Catalog, probes: list[str], nodes: list[str], st
         "probes": out_probes,
         "nodes": out_nodes,
     }
+
+
+def _provenance(view, method: str | None) -> str | None:
+    """Where a probe's figure comes from (measured, derived, modelled): that of the series it was
+    computed from (the energy counter or the power), as stored; None when it has no data."""
+    info = view.metrics.get(ENERGY if method == "counter" else POWER) if method else None
+    return None if info is None else info.series.provenance
+
+
+def _agreed(provenances) -> str | None:
+    """The provenance of a sum: its parts' when they agree, "mixed" when not, None with no part."""
+    kinds = {p for p in provenances if p is not None}
+    return None if not kinds else kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _mean(e: dict) -> float | None:

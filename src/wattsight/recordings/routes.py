@@ -131,6 +131,7 @@ def reader(request: Request, rec: Rec) -> Recorder:
 
 
 Writer = Annotated[Recorder, Depends(writer)]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="at most this many, latest first")]
 Reader = Annotated[Recorder, Depends(reader)]
 
 
@@ -147,6 +148,12 @@ def to_ms(value: TimeValue, now_ms: int, name: str) -> int:
     return round(value * 1000)
 
 
+def _listing(key: str, items) -> dict[str, Any]:
+    """A list answer: ``{"count": n, key: [...]}``."""
+    found = list(items)
+    return {"count": len(found), key: found}
+
+
 def _offset(client_time: TimeValue, now_ms: int) -> int | None:
     return None if client_time is None else now_ms - to_ms(client_time, now_ms, "client_time")
 
@@ -155,24 +162,25 @@ def _offset(client_time: TimeValue, now_ms: int) -> int | None:
 
 
 @router.post("/recordings", status_code=201, summary="Start a recording of a scenario", responses=ERRORS)
-def create_recording(body: RecordingIn, ctx: Ctx,
-                     rec: Writer) -> dict[str, Any]:
-    """Start a recording at ``start`` (the caller's clock); its environment is checked now."""
+def create_recording(body: RecordingIn, response: Response, ctx: Ctx, rec: Writer) -> dict[str, Any]:
+    """Start a recording at ``start`` (the caller's clock); its environment is checked now.  An identical
+    retry (same scenario, start, environment and metadata) answers 200 with the stored recording."""
     now = ctx.clock()
     start, offset = to_ms(body.start, now, "start"), _offset(body.client_time, now)
     env = rec.check_environment(Catalog(ctx.store, ctx.topology), body.environment)
     warnings = rec.clock_warnings(offset, "start") + _future(rec, start, now, "the start")
-    stored = rec.db.create_recording(body.scenario, env, start, offset, body.metadata, warnings)
+    stored, new = rec.db.create_recording(body.scenario, env, start, offset, body.metadata, warnings)
+    if not new:
+        response.status_code = 200
     return {**recording_json(stored), "warnings": warnings}
 
 
 @router.get("/recordings", summary="Recordings, latest first", responses=ERRORS)
-def list_recordings(rec: Reader,
-                    scenario: Annotated[str | None, Query(description="only this scenario's")] = None,
-                    limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+def list_recordings(rec: Reader, limit: Limit = 100,
+                    scenario: Annotated[str | None, Query(description="only this scenario's")] = None
+                    ) -> dict[str, Any]:
     """Recordings without their steps, latest start first (of one scenario with ``scenario``)."""
-    found = [recording_json(r) for r in rec.db.recordings(scenario, limit)]
-    return {"count": len(found), "recordings": found}
+    return _listing("recordings", map(recording_json, rec.db.recordings(scenario, limit)))
 
 
 @router.get("/recordings/{rid}", summary="A recording with its steps", responses=ERRORS)
@@ -255,11 +263,10 @@ def put_job(body: JobIn, response: Response, ctx: Ctx,
 
 
 @router.get("/jobs", summary="Jobs, latest first", responses=ERRORS)
-def list_jobs(rec: Reader, user: Annotated[str | None, Query(description="only this user's")] = None,
-              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+def list_jobs(rec: Reader, limit: Limit = 100,
+              user: Annotated[str | None, Query(description="only this user's")] = None) -> dict[str, Any]:
     """Jobs, latest start first (of one user with ``user``)."""
-    found = [job_json(j) for j in rec.db.jobs(user, limit)]
-    return {"count": len(found), "jobs": found}
+    return _listing("jobs", map(job_json, rec.db.jobs(user, limit)))
 
 
 @router.get("/jobs/{jid}", summary="A job", responses=ERRORS)
