@@ -55,29 +55,28 @@ def _add_import(verbs) -> None:
 
 
 def _add_reads(verbs) -> None:
-    ls = verbs.add_parser("list", help="the registered jobs, latest first", formatter_class=RAW,
-                          epilog="examples:\n  wattsight jobs list\n"
-                                 "  wattsight jobs list --user alice --limit 10 --api http://metrics:8080\n")
+    ls = _verb(verbs, "list", "the registered jobs, latest first", list_jobs,
+               "wattsight jobs list", "wattsight jobs list --user alice --limit 10 --api http://metrics:8080")
     ls.add_argument("--user", help="only this user's")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    _api_options(ls)
-    ls.set_defaults(func=list_jobs)
-
-    show = verbs.add_parser("show", help="one job", formatter_class=RAW,
-                            epilog="examples:\n  wattsight jobs show 4242\n  wattsight jobs show 1881573 "
-                                   "--api http://metrics:8080\n")
+    show = _verb(verbs, "show", "one job", show_job,
+                 "wattsight jobs show 4242", "wattsight jobs show 1881573 --api http://metrics:8080")
     show.add_argument("id")
-    _api_options(show)
-    show.set_defaults(func=show_job)
-
-    energy = verbs.add_parser("energy", help="a job's energy per node (and per probe)", formatter_class=RAW,
-                              epilog="examples:\n  wattsight jobs energy 4242\n  wattsight jobs energy 4242 "
-                                     "--probes\n  wattsight jobs energy 4242 --json | jq .nodes\n")
+    energy = _verb(verbs, "energy", "a job's energy per node (and per probe)", job_energy,
+                   "wattsight jobs energy 4242", "wattsight jobs energy 4242 --probes",
+                   "wattsight jobs energy 4242 --json | jq .nodes")
     energy.add_argument("id")
     energy.add_argument("--probes", action="store_true", help="also a table per probe")
     energy.add_argument("--json", action="store_true", help="print the API's JSON answer")
-    _api_options(energy)
-    energy.set_defaults(func=job_energy)
+
+
+def _verb(verbs, name: str, help_text: str, func, *examples: str):
+    """A read verb with its examples, the --api/--token options and its function."""
+    epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
+    verb = verbs.add_parser(name, help=help_text, formatter_class=RAW, epilog=epilog)
+    _api_options(verb)
+    verb.set_defaults(func=func)
+    return verb
 
 
 def _api_options(p) -> None:
