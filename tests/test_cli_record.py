@@ -18,14 +18,19 @@ def test_record_sleep_2_prints_an_energy_figure_and_says_what_was_and_was_not_me
     r = record("--", "sleep", "2")
     assert r.returncode == 0, r.stderr
     err = r.stderr
-    assert "Energy of 'sleep 2' (local meters)" in err and "wall time" in err
+    assert "Energy of 'sleep 2' (local meters)" in err
+    wall = next(line for line in err.splitlines() if line.strip().endswith("wall time"))
+    assert float(wall.split()[0]) >= 2.0 and wall.split()[1] == "s"
     total = next(line for line in err.splitlines() if " total " in line)
     assert float(total.split()[0].replace(",", "")) > 0 and total.split()[1] in ("J", "kJ")
     assert " measured: " in err and " not available: " in err
-    # This machine has no readable RAPL and no GPU: the figure is the CPU model's, and said to be.
-    if "cpu-model" in err:
+    if "cpu-model" in err:  # no readable RAPL (this machine): the figure is the CPU model's, and said to be
         assert "modelled" in total and "measured: nothing" in err
-        assert "DRAM" in err.split(" not available: ")[1] and "GPU" in err.split(" not available: ")[1]
+        assert "DRAM" in err.split(" not available: ")[1]
+    else:  # readable RAPL: measured packages, named
+        assert "measured" in total and "package" in err.split(" measured: ")[1].splitlines()[0]
+    if "no NVIDIA GPU" in err:
+        assert "GPU" in err.split(" not available: ")[1]
     assert "whole host (wall)" in err.split(" not available: ")[1]  # local mode reads no wall meter
 
 

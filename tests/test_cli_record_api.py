@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from matplotlib.image import imread
-from procs import Wattsight, free_port
-from test_recorder_api import PROBES, settled
+from procs import free_port
+from recorder_helpers import PROBES, demo_server, settled
 
 from wattsight.recorder import Recorder, report
 from wattsight.recorder.api import Client
@@ -30,15 +30,7 @@ def ws_run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("record-api")
-    ws = Wattsight(["--demo", "--data-dir", str(tmp / "data")], tmp, name="demo",
-                   listen=f"127.0.0.1:{free_port()}")
-    try:
-        ws.wait_ready()
-        settled(ws, time.time() - 1)
-        yield ws
-    finally:
-        ws.stop()
+    yield from demo_server(tmp_path_factory, "record-api")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from procs import Wattsight, free_port
+from recorder_helpers import analytic
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data" / "jobs"
@@ -85,6 +86,10 @@ def test_jobs_from_sacct_and_oarstat_get_their_energy_per_node(tmp_path):
             assert got["nodes"][node]["joules"] == pytest.approx(e["joules"], rel=1e-9)
             assert got["nodes"][node]["coverage"] == pytest.approx(1.0)
         assert got["energy"]["joules"] == pytest.approx(sum(e["joules"] for e in want["nodes"].values()))
+        # and, independently of the store's maths, the demo pattern's exact energy over the job's window
+        # (1 %: a 5-s window whose two ends are interpolated between 1-Hz samples; see test_recorder_api)
+        exact = analytic(["demo.node-1", "demo.node-2", "demo.node-3"], start, end)
+        assert got["energy"]["joules"] == pytest.approx(exact, rel=0.01)
 
         shown = wattsight("jobs", "energy", "9001", "--probes", *api, bin_dir=bin_dir)
         assert shown.returncode == 0, shown.stderr

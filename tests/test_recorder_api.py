@@ -7,67 +7,35 @@ exact energy of a probe over any span is known: the SDK's step figures are check
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import time
 
 import httpx
 import pytest
 from procs import Wattsight, free_port
+from recorder_helpers import PROBES, analytic, demo_server, interpolation_bound, on_samples, settled
 
-from wattsight.config import DEMO_RACK
-from wattsight.drivers.base import site_probe
-from wattsight.drivers.dummy import DummyConfig, make_power
 from wattsight.recorder import Recorder, enable_recording, set_step
 
 pytestmark = pytest.mark.slow
-PROBES = ["demo.node-1", "demo.node-2"]
-#: The steps here last 2 to 3 s (the issue's 0.5 % is met by recsrv's test with 12-s steps). On a loaded
-#: machine a demo sample is stamped up to ~150 ms after its second (seen: 1485.143); where the square
-#: pattern jumps inside such an interval, the interpolated counter moves a 3-s step by ~0.5 %.
+#: 1 %, not the issue's 0.5 %: THE acceptance test of "within 0.5 % across a restart" is
+#: tests/test_recordings_demo.py (12-s steps over raw REST; it measures +-0.03 %). The SDK's steps here last
+#: 2 to 3 s to keep this module short on a shared machine, and on a loaded machine a demo sample is stamped
+#: up to ~150 ms after its second (seen: 1485.143): where the square pattern's ramp falls inside such an
+#: interval, the server's interpolated counter moves each boundary of a 3-s step by up to ~0.5 %, so two
+#: boundaries need 1 %. These tests check that the SDK sends the caller's boundaries and reads the right
+#: figures (a wrong boundary by a whole second is off by 30 % or more), not the server's precision.
 TOLERANCE = 0.01
-
-
-def analytic(probes: list[str], start_s: float, end_s: float) -> float:
-    """The exact energy of ``probes`` of the demo rack over [start, end], from the pattern's formula."""
-    cfg = DummyConfig.model_validate(DEMO_RACK)
-    ids = [site_probe(n, "demo") for n in cfg.names()]
-    per_probe = make_power(cfg, ids).energy(round(start_s * 1000), round(end_s * 1000))
-    return float(sum(e for pid, e in zip(ids, per_probe, strict=True) if pid in probes))
-
-
-def on_samples() -> float:
-    """A clock that reads whole seconds: the demo's sample times, so that step boundaries fall on samples.
-
-    Between two samples the server can only interpolate the energy counter; the demo's square pattern
-    jumps by up to 170 W inside a second, so a boundary between samples would be off by tens of joules.
-    """
-    return float(math.floor(time.time()))
-
-
-def settled(ws: Wattsight, until_s: float) -> None:
-    """Until every demo probe has a sample stored at or after ``until_s`` (epoch s)."""
-    def done() -> bool:
-        probes = ws.get("/api/v1/probes")["probes"]
-        return len(probes) == 8 and all(p["last"] and p["last"]["energy"]["measured_at"] >= until_s + 1
-                                        for p in probes)
-    ws.wait_for(done, 60, f"samples past {until_s}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("recorder-api")
-    ws = Wattsight(["--demo", "--data-dir", str(tmp / "data")], tmp, name="demo",
-                   listen=f"127.0.0.1:{free_port()}")
-    try:
-        ws.wait_ready()
-        settled(ws, time.time() - 1)
-        yield ws
-    finally:
-        ws.stop()
+    yield from demo_server(tmp_path_factory, "recorder-api")
 
 
 def test_steps_measured_by_the_server_match_the_demo_patterns_energy(server):
+    """Two steps through the SDK match the demo pattern's exact energy within TOLERANCE (see there why
+    1 % here and 0.5 % in tests/test_recordings_demo.py), and the demo rack is said to be modelled."""
     rec = Recorder(server.url, environment={"probes": PROBES}, clock=on_samples)
     rec.start("sdk-analytic", {"by": "test"})
     rec.set_step("first")
@@ -93,12 +61,14 @@ def test_step_times_are_the_callers_and_a_skewed_clock_is_reported(server, caplo
     rec = Recorder(server.url, environment={"probes": PROBES}, clock=lambda: time.time() - skew)
     caplog.set_level(logging.WARNING, logger="wattsight.recorder")
     rec.start("skewed")
-    mark = rec.clock()
     rec.set_step("only")
     m = rec.stop()
     stored = server.get(f"/api/v1/recordings/{m.recording}")
-    assert stored["steps"][0]["start"] == pytest.approx(mark, abs=0.05)  # the caller's time, not arrival
+    # the caller's stamps, kept to the ms; arrival (the server's clock) is ~30 s later
+    assert stored["steps"][0]["start"] == pytest.approx(m.steps[0].start, abs=0.001)
     assert stored["start"] == pytest.approx(m.start, abs=0.001)
+    assert stored["created"] - stored["start"] > skew / 2  # it arrived (server clock) ~30 s "later"
+    assert stored["clock_offset_s"] == pytest.approx(skew, rel=0.1)
     assert any("clock" in n for n in m.notes)
     assert len([r for r in caplog.records if "clock" in r.getMessage()]) == 1
 
@@ -210,6 +180,11 @@ def test_a_step_measured_right_at_its_end_says_its_coverage(server):
     whole = rec.end("window")
     assert inner.name == "inner" and inner.source == "api" and 0 <= inner.coverage <= 1
     assert whole.name == "window" and [s.name for s in whole.steps] == ["inner"]
+    settled(server, whole.end)
+    later = rec.fetch().step("inner")  # once the last samples are stored: the figure grew, and says so
+    assert later.coverage >= max(inner.coverage, 0.95)
+    assert later.joules == pytest.approx(analytic(PROBES, later.start, later.end),
+                                         abs=interpolation_bound(len(PROBES)))  # its ends fall between samples
     listed = httpx.get(server.url + "/api/v1/recordings", params={"scenario": "window"}, timeout=30).json()
     assert whole.recording in str(listed)
 
@@ -217,7 +192,8 @@ def test_a_step_measured_right_at_its_end_says_its_coverage(server):
 def test_three_steps_through_the_sdk_across_a_restart_of_the_server(tmp_path, caplog):
     """"idle" and "load" on a first process, which then stops; "cool" on a second one, same data and port.
     The recorder goes on through the downtime (its flush fails once: one warning) and every step's
-    figure matches the demo pattern's exact energy."""
+    figure matches the demo pattern's exact energy within TOLERANCE (1 % for these 2.5-s steps; the
+    issue's 0.5 % across a restart is tests/test_recordings_demo.py's, with 12-s steps)."""
     listen, data = f"127.0.0.1:{free_port()}", str(tmp_path / "data")
     caplog.set_level(logging.WARNING, logger="wattsight.recorder")
     first = Wattsight(["--demo", "--data-dir", data], tmp_path, name="first", listen=listen)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -79,13 +82,6 @@ def test_the_embedded_default_keeps_recordings_beside_the_store(tmp_path, monkey
         rec.db.close()
 
 
-def _reads_recorder_section() -> bool:
-    load_module = importlib.import_module("wattsight.config.load")  # the module, not the function
-    return "recorder" in load_module._TOP
-
-
-needs_section = pytest.mark.skipif(not _reads_recorder_section(),
-                                   reason="config/load.py does not read [recorder] yet (asked of the lead)")
 SITE = """\
 site = "lab"
 [bus]
@@ -105,7 +101,6 @@ probes = ["node-1"]
 """
 
 
-@needs_section
 def test_a_config_file_holds_the_recorder_section(tmp_path):
     from wattsight.config import load
 
@@ -122,25 +117,53 @@ def test_a_config_file_holds_the_recorder_section(tmp_path):
     assert "either token or token_file" in str(info.value) and "leaky-secret-1" not in str(info.value)
 
 
-@needs_section
 @pytest.mark.slow
-def test_a_real_process_asks_for_the_configured_token(tmp_path):
+def test_a_real_process_asks_for_the_configured_token(tmp_path, caplog):
+    """A real `wattsight run -c` whose [recorder] token_file holds the token: raw HTTP, the SDK and the
+    `record` / `report` verbs are refused (401) without it and accepted with it."""
     import httpx
     from procs import Wattsight, free_port
+
+    from wattsight.recorder import Recorder
 
     listen = f"127.0.0.1:{free_port()}"
     (tmp_path / "recorder.token").write_text("from-a-file\n")
     (tmp_path / "recorder.token").chmod(0o600)
     (tmp_path / "site.toml").write_text(SITE.format(run=tmp_path, listen=listen))
     ws = Wattsight(["-c", str(tmp_path / "site.toml")], tmp_path, listen=listen)
+    caplog.set_level(logging.WARNING, logger="wattsight.recorder")
     try:
         ws.wait_ready()
         url = f"http://{listen}/api/v1/recordings"
         assert httpx.get(url).status_code == 401  # read_token_required
-        assert httpx.post(url, json={"scenario": "s"}).status_code == 401
+        refused = httpx.post(url, json={"scenario": "s"})
+        assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["detail"]
         good = {"Authorization": "Bearer from-a-file"}
         assert httpx.post(url, json={"scenario": "s"}, headers=good).status_code == 201
         assert httpx.get(url, headers=good).json()["count"] == 1
+
+        without = Recorder(ws.url, token="", environment={"probes": ["lab.node-1"]})
+        without.start("sdk-no-token")
+        without.set_step("a")
+        m = without.stop()
+        assert m.recording is None and m.provenance == "unavailable" and "Bearer" in m.not_available[0][1]
+        assert [r for r in caplog.records if "refused" in r.getMessage() and "401" in r.getMessage()]
+        with_token = Recorder(ws.url, token="from-a-file", environment={"probes": ["lab.node-1"]})
+        with_token.start("sdk-token")
+        with_token.set_step("a")
+        m = with_token.stop()
+        stored = httpx.get(f"{url}/{m.recording}", headers=good).json()
+        assert stored["scenario"] == "sdk-token" and [s["name"] for s in stored["steps"]] == ["a"]
+
+        ws_cli = [sys.executable, "-m", "wattsight"]
+        env = {k: v for k, v in os.environ.items() if k != "WATTSIGHT_TOKEN"}
+        no = subprocess.run([*ws_cli, "report", m.recording, "--api", ws.url, "--json"], capture_output=True,
+                            text=True, check=False, timeout=120, env=env)
+        assert no.returncode != 0 and "401" in no.stderr and "from-a-file" not in no.stderr
+        yes = subprocess.run([*ws_cli, "report", m.recording, "--api", ws.url, "--json"], capture_output=True,
+                             text=True, check=False, timeout=120, env={**env, "WATTSIGHT_TOKEN": "from-a-file"})
+        assert yes.returncode == 0, yes.stderr
+        assert [s["name"] for s in json.loads(yes.stdout)["steps"]] == ["a"]
     finally:
         ws.stop()
     assert "from-a-file" not in ws.output()

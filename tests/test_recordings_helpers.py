@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import test_api_helpers
 from fastapi.testclient import TestClient
-from test_api_helpers import CONFIG, T0, T_END, open_store, topology
+from test_api_helpers import CONFIG, T0, T_END, topology
 
 from wattsight.config.models import RecorderConfig
 from wattsight.consumers.api import ApiContext, create_app
 from wattsight.recordings.db import RecordingsDB
 from wattsight.recordings.service import Recorder
 
+store = test_api_helpers.store  # the fixture: a real store of one stored hour, closed after the test
 TOKEN = "s3cr3t-t0ken-for-tests"
 S0 = T0 / 1000  # epoch seconds of the store's first sample
 
@@ -52,13 +54,6 @@ def detail(r, status: int) -> str:
     body = r.json()
     assert set(body) == {"detail"} and isinstance(body["detail"], str)
     return body["detail"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "store")
-    yield s
-    s.close()
 
 
 @pytest.fixture
