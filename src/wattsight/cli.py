@@ -79,7 +79,7 @@ def cmd_run(args) -> int:
 
     def ready(proc) -> None:
         parts = ", ".join(sorted(roles))
-        where = f" on http://{cfg.api.listen}" if "api" in roles else ""
+        where = f" on http://{cfg.api.listen} (web UI at /, REST at /api/v1)" if "api" in roles else ""
         print(f"wattsight {__version__}: running {parts}{where} "
               f"(bus {cfg.bus.endpoint}, store {cfg.store.path}); Ctrl-C stops", file=sys.stderr, flush=True)
 
