@@ -113,3 +113,20 @@ def test_export_caps_the_probe_graphs(client, monkeypatch):
     z = archive(client, "")
     assert sum(n.startswith("probe-") for n in z.namelist()) == 2
     assert "2 more not drawn" in z.read("README.txt").decode()
+
+
+def test_network_export_holds_both_directions_and_mirror_graphs(client, tmp_path):
+    z = archive(client, "metric=network&resolution=1m")
+    assert sorted(z.namelist()) == ["README.txt", "data.csv", "data.parquet", "probe-lyon.sw1.png", "summary.png"]
+    csv, pq = frames(z, tmp_path)
+    assert sorted(set(csv["metric"])) == ["network_in", "network_out"] and set(csv["probe"]) == {"lyon.sw1"}
+    assert len(pq) == len(csv)
+    rate = csv.dropna(subset=["rate"]).groupby("metric")["rate"].median()
+    assert rate["network_in"] == pytest.approx(1000.0) and rate["network_out"] == pytest.approx(500.0)
+    alone = {m: frames(archive(client, f"metric={m}&resolution=1m"), tmp_path)[0] for m in ("network_in", "network_out")}
+    for m, one in alone.items():  # the same rows as each direction exported alone
+        both = csv[csv["metric"] == m].reset_index(drop=True)
+        pd.testing.assert_frame_equal(both, one.reset_index(drop=True))
+    for name in ("summary.png", "probe-lyon.sw1.png"):
+        assert Image.open(io.BytesIO(z.read(name))).size == export.PNG_SIZE
+    assert "network_in and network_out" in z.read("README.txt").decode()

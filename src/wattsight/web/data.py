@@ -155,13 +155,13 @@ def _track(view, metric: str, since: int | None) -> tuple[tuple[str, str], bool,
     200: {"content": {"application/zip": {}}, "description": "data.csv, data.parquet, PNGs, README.txt"},
     **ERRORS}, summary="A zip of what the graphs show: CSV, Parquet, one PNG per graph, README.txt")
 def get_export(request: Request, ctx: Ctx, probes: Probes = None, nodes: Nodes = None, site: Site = None,
-               regex: Regex = None, job: Job = None, metric: Metric = "power", start: From = "-1h",
+               regex: Regex = None, job: Job = None, metric: GraphMetric = "power", start: From = "-1h",
                end: To = "now",
                resolution: Annotated[str, Query(description="raw, auto, or a step such as 10s, 1m")] = "auto",
                ) -> Response:
     """Rows of the selection in long form (README.txt in the archive names the columns)."""
     start_ms, end_ms = parse_range(start, end, ctx.clock())
-    _, sel = _selection(ctx, metric, probes, nodes, site, regex, job)
+    _, sel = _selection(ctx, metric, probes, nodes, site, regex, job, GRAPH_METRICS)
     body = export.export_zip(ctx.store, sel, start_ms, end_ms, resolution=resolution.strip(),
                              max_points=ctx.config.max_points, query=str(request.url),
                              made_ms=ctx.clock())

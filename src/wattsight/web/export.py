@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 
 from .. import __version__
-from ..consumers.api.catalog import ENERGY, POWER, read
+from ..consumers.api.catalog import ENERGY, NET_IN, NET_OUT, POWER, read
 from ..consumers.api.params import iso
 from ..consumers.api.queries import series_step
 from ..errors import QueryError
@@ -31,10 +31,13 @@ BUCKET_COLUMNS = ("samples", "min", "avg", "max", "last")
 
 
 def keys_of(selection: Selection) -> list[tuple[tuple[str, str], object]]:
-    """``((probe, metric), SeriesInfo)`` per probe: the selection's metric, or for power a probe's
-    energy counter when it has no power series."""
+    """``((probe, metric), SeriesInfo)`` per probe: the selection's metric, for power a probe's
+    energy counter when it has no power series, for ``network`` both directions a probe has."""
     out = []
     for v in selection.views:
+        if selection.metric == "network":
+            out += [((v.id, m), v.metrics[m]) for m in (NET_IN, NET_OUT) if m in v.metrics]
+            continue
         metric = selection.metric if selection.metric != POWER or POWER in v.metrics else ENERGY
         out.append(((v.id, metric), v.metrics[metric]))
     return out
@@ -160,18 +163,19 @@ def readme(selection: Selection, start_ms: int, end_ms: int, step: int | None, r
               "samples    how many samples the bucket holds (empty buckets are left out: gaps, not zeros)\n"
               "  min, avg, max, last  of the bucket's samples (avg: plain mean), in unit")
     omitted = len(selection.views) - min(len(selection.views), MAX_PNGS)
+    metric = "network (network_in and network_out)" if selection.metric == "network" else selection.metric
     skipped = "".join(f"\n  {s['probe']}: {s['reason']}" for s in selection.skipped) or " none"
     return f"""wattsight export (version {__version__}), made {iso(made_ms)}
 
 Query: {query}
 Range: {iso(start_ms)} to {iso(end_ms)} (UTC)
-Metric: {selection.metric}; {len(selection.views)} probes; {rows} rows, {kind}.
+Metric: {metric}; {len(selection.views)} probes; {rows} rows, {kind}.
 Named but without {selection.metric} data (left out):{skipped}
 
 Files
   data.csv      the rows below; time in ISO 8601 UTC, empty cells where there is no value
   data.parquet  the same rows (time as timestamp[ms, UTC]; read with pandas, polars, duckdb, ...)
-  summary.png   the selection stacked
+  summary.png   the selection stacked (network: in above the axis, out below)
   probe-*.png   one graph per probe ({len(pngs) - 1} drawn{f', {omitted} more not drawn' if omitted else ''})
   README.txt    this file
 

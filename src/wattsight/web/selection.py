@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import timeseries
 from ..consumers.api.catalog import NET_IN, NET_OUT, POWER, Catalog, ProbeView, UnknownName, read
+from ..consumers.api.queries import rolled_buckets
 from ..errors import QueryError
 from ..sample import site_of
 
@@ -113,7 +114,8 @@ def bucket_arrays(store, keys: list[tuple[str, str]], start_ms: int, end_ms: int
     if not keys:
         return {}
     if step_ms % ROLLUP_MS == 0 and hasattr(store, "buckets"):
-        got = store.buckets(keys, start_ms, end_ms - 1, step_ms) if end_ms > start_ms else {}
+        # a last bucket cut by the end (now) from minute rollups, not every probe's raw samples
+        got = rolled_buckets(store, keys, start_ms, end_ms, step_ms) if end_ms > start_ms else {}
         return {k: got.get(k) or _empty() for k in keys}
     data = read(store, keys, start_ms, end_ms)
     out = {}

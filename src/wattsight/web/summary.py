@@ -11,6 +11,7 @@ and last are those of the rate per display bucket (``step`` s).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,16 @@ def range_stats(store, keys: list[tuple[str, str]], start_ms: int, end_ms: int) 
             b = got.get(k)
             if b is None or not len(b["t"]):
                 continue
-            n = np.asarray(b["n"], np.int64)
             a = acc[k]
+            if len(b["t"]) == 1:  # the usual case (one bucket per piece): plain floats, no numpy call
+                n1, s1 = int(b["n"][0]), float(b["avg"][0]) * int(b["n"][0])
+                a["n"] += n1
+                a["sum"] += 0.0 if math.isnan(s1) else s1  # as nansum
+                a["min"] = min(a["min"], float(b["min"][0]))
+                a["max"] = max(a["max"], float(b["max"][0]))
+                a["last"] = float(b["last"][0])
+                continue
+            n = np.asarray(b["n"], np.int64)
             a["n"] += int(n.sum())
             a["sum"] += float(np.nansum(np.asarray(b["avg"]) * n))
             a["min"] = min(a["min"], float(np.min(b["min"])))

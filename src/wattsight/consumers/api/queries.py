@@ -197,7 +197,7 @@ def series_report(store, catalog: Catalog, names: list[str], metric: str, start_
     keys = [(v.id, metric) for v in views]
     rolled = use_rollups and step is not None and step % ROLLUP_STEP_MS == 0 and hasattr(store, "buckets")
     if rolled:  # whole buckets from the store's rollups, the others from raw samples: the same points
-        data = store.buckets(keys, first, end_ms - 1, step) if end_ms > first else {}
+        data = rolled_buckets(store, keys, first, end_ms, step) if end_ms > first else {}
     else:
         data = read(store, keys, first, end_ms)
     out = []
@@ -214,6 +214,35 @@ def series_report(store, catalog: Catalog, names: list[str], metric: str, start_
                     "columns": columns, "count": len(points), "points": points})
     return {**span_json(first, end_ms), "resolution": resolution, "agg": None if step is None else agg,
             "step": None if step is None else step / 1000.0, "series": out}
+
+
+def rolled_buckets(store, keys: list, first: int, end_ms: int, step: int) -> dict:
+    """``store.buckets`` over [first, end) in steps of ``step`` (a whole number of minutes).
+
+    The last bucket is usually cut by ``end`` (now): the store would read all of it raw (up
+    to an hour of samples of every probe for 1 h buckets), so it is made of minute buckets
+    (minute rollups, the last minute raw), merged into one: the same n, min, max, last, and
+    the mean of the same samples."""
+    tail = first + (end_ms - first) // step * step  # the start of a cut last bucket (== end_ms if none)
+    if step == ROLLUP_STEP_MS or tail >= end_ms:
+        return store.buckets(keys, first, end_ms - 1, step)
+    head = store.buckets(keys, first, tail - 1, step) if tail > first else {}
+    last = store.buckets(keys, tail, end_ms - 1, ROLLUP_STEP_MS)
+    out = {}
+    for k in keys:
+        a, b = head.get(k), last.get(k)
+        n = np.asarray(b["n"], np.int64) if b is not None else np.zeros(0, np.int64)
+        full = n > 0
+        if not full.any():
+            if a is not None:
+                out[k] = a
+            continue
+        n, col = n[full], {c: np.asarray(b[c], np.float64)[full] for c in ("min", "max", "avg", "last")}
+        one = {"t": np.array([tail], np.int64), "n": np.array([n.sum()]), "min": np.array([col["min"].min()]),
+               "max": np.array([col["max"].max()]), "avg": np.array([np.sum(col["avg"] * n) / n.sum()]),
+               "last": np.array([col["last"][-1]])}
+        out[k] = one if a is None else {c: np.concatenate([np.asarray(a[c]), one[c]]) for c in one}
+    return out
 
 
 def _raw(probe: str, metric: str, t: np.ndarray, v: np.ndarray, max_points: int):

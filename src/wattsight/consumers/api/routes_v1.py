@@ -6,9 +6,11 @@ store read never blocks the event loop.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from ... import __version__
 from .app import ApiContext, context, totals
@@ -71,7 +73,19 @@ def get_probe_path(path: str, ctx: ApiContext = Depends(context),
     return metric_report(ctx.store, catalog, catalog.resolve(head), metric, running)
 
 
-@router.get("/series", summary="Points of one metric for some probes over a range", responses=ERRORS)
+def fast_json(body: dict[str, Any]) -> Response:
+    """``body`` (plain lists, floats, strings: no NaN) as JSON, without FastAPI's encoder, which takes
+    about twice as long as computing a /series answer of 100,000 points; anything else goes
+    through :func:`plain` first."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = json.dumps(plain(body), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(text.encode("utf-8"), media_type="application/json")
+
+
+@router.get("/series", summary="Points of one metric for some probes over a range", responses=ERRORS,
+            response_model=dict[str, Any])
 def get_series(
     probes: str = Query(..., description="probe ids or aliases, comma-separated"),
     metric: str = Query("power", description="power, energy, network_in, network_out, ..."),
@@ -81,12 +95,12 @@ def get_series(
     agg: Literal["avg", "min", "max", "minmax"] = Query(
         "minmax", description="bucket columns: one aggregate, or minmax = min, avg and max"),
     ctx: ApiContext = Depends(context),
-) -> dict[str, Any]:
+) -> Response:
     """``raw`` is refused (422) when a series would exceed ``max_points``; ``auto`` picks the
     smallest nice step within it.  Empty buckets are left out (gaps, not zeros)."""
     start_ms, end_ms = parse_range(start, end, ctx.clock())
-    return series_report(ctx.store, _catalog(ctx), split_names(probes), metric, start_ms, end_ms,
-                         resolution=resolution.strip(), agg=agg, max_points=ctx.config.max_points)
+    return fast_json(series_report(ctx.store, _catalog(ctx), split_names(probes), metric, start_ms, end_ms,
+                                   resolution=resolution.strip(), agg=agg, max_points=ctx.config.max_points))
 
 
 @router.get("/energy", summary="Energy per probe and per node over a range, with cost", responses=ERRORS)

@@ -57,3 +57,20 @@ export async function hasRoute(prefix) {
     .catch(() => []);
   return (await routesPromise).some((p) => p.startsWith(prefix));
 }
+
+/** GETs started before the module that needs them has loaded (see main.js), taken once. */
+const early = new Map();
+
+/** Start ``getJSON(path)`` now; :func:`early` hands its promise over later. */
+export function prefetch(path) {
+  const got = getJSON(path);
+  got.catch(() => {});  // handled by whoever takes it
+  early.set(path, got);
+}
+
+/** The prefetched promise of ``path`` (once), else a new GET. */
+export function getEarly(path) {
+  const got = early.get(path);
+  early.delete(path);
+  return got ?? getJSON(path);
+}

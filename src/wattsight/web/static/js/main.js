@@ -1,6 +1,6 @@
 // The entry point: marks the current page in the navigation and starts the page's module.
 
-import { getJSON } from "./api.js";
+import { getJSON, prefetch } from "./api.js";
 import { errorState } from "./ui.js";
 
 const MODULES = {
@@ -12,6 +12,8 @@ const MODULES = {
 
 async function main() {
   const page = document.body.dataset.page;
+  // the graph pages start from the list of probes: asked while their modules load
+  if (page !== "probe") prefetch("/api/v1/probes");
   document.querySelectorAll("[data-nav]").forEach((a) => {
     if (a.dataset.nav === page) a.setAttribute("aria-current", "page");
   });

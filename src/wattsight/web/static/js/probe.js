@@ -51,9 +51,9 @@ function skeleton(p, metric) {
     from a model or a simulation (provenance=modelled).</p>` : "";
   return `${notice}<p class="selection">${esc(p.description || "")}</p>
     <p class="selection"><a href="${esc(url("/select", { probes: p.id }))}">Open in selection</a>${metric ? ` · ${embed}
-      ${(metric === "network" ? ["network_in", "network_out"] : ["power"]).map((m) => `<a class="button export"
-        href="${esc(url("/api/v1/export.zip", { probes: p.id, from: "-1d", to: "now", metric: m }))}" download>Export
-        last day${m === "power" ? "" : ` ${m.slice(8)}`} (zip)</a>`).join(" ")}` : ""}</p>
+      <a class="button export" data-metric="${metric}"
+        href="${esc(url("/api/v1/export.zip", { probes: p.id, from: "-1d", to: "now", metric }))}" download>Export
+        last day (zip)</a>` : ""}</p>
     <section aria-labelledby="health-h"><h2 id="health-h">Health</h2><div class="cards" id="health"></div>
       <div id="errors"></div></section>
     <section aria-labelledby="graphs-h"><h2 id="graphs-h">${metric === "network" ? "Network in ↑ / out ↓" : "Power"}, every period</h2>

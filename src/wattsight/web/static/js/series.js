@@ -7,7 +7,7 @@ const S = 1e3, M = 60e3, H = 3600e3, D = 86400e3;
 /** Steps a graph may use: aligned buckets that the store's rollups answer from a minute up. */
 export const NICE_STEPS = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M,
   H, 2 * H, 3 * H, 6 * H, 12 * H, D, 2 * D, 7 * D];
-const CHUNK = 100;  // probe ids per request: keeps URLs short
+const URL_IDS = 4000;  // characters of probe ids per request: URLs stay short, requests few
 
 /** The smallest nice step that gives at most one bucket per pixel (and at most ``maxPoints``). */
 export function chooseStep(spanMs, widthPx, maxPoints = 10000) {
@@ -99,7 +99,15 @@ export async function fetchBuckets(ids, metric, fromMs, toMs, step, periods = {}
   const out = new Map();
   const fetchedAt = Date.now();
   const chunks = [];
-  for (let i = 0; i < ids.length; i += CHUNK) chunks.push(ids.slice(i, i + CHUNK));
+  let size = Infinity;
+  for (const id of ids) {
+    if (size + id.length > URL_IDS) {
+      chunks.push([]);
+      size = 0;
+    }
+    chunks[chunks.length - 1].push(id);
+    size += id.length + 1;
+  }
   const answers = await Promise.all(chunks.map((chunk) => getJSON("/api/v1/series", {
     probes: chunk.join(","), metric, from: (fromMs / 1000).toFixed(3), to: (toMs / 1000).toFixed(3),
     resolution: `${step}ms`, agg: opts.agg ?? "minmax",
