@@ -8,8 +8,9 @@ phases, noise and gaps; energy registers; byte counters), prints one JSON line p
     {"figure": ..., "value": ..., "unit": ..., "engine": ...}
 
 - duckdb: rows appended 10k at a time into a table (rows/s), bytes/row after CHECKPOINT;
-- segment: our writer on the whole trace (samples/s, bytes/sample, per metric too), and the
-  Store end to end: handle() in 10k batches (samples/s), then the steady state of a store
+- segment: our writer on the whole trace (samples/s, bytes/sample, per metric too), in format 1
+  (scaled integers, before residuals) and 2 (residuals; also at the merges' zstd level), and the
+  Store end to end (``--format``, default 2): handle() in 10k batches (samples/s), then the steady state of a store
   flushed every 60 s of data with its merges (bytes/sample on disk);
 - parquet-float: the same rows sorted the same way, pyarrow defaults (v as float64) + zstd.
 
@@ -32,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import batches, emit, pdu_trace
 from wattsight.codec import encode_batch
 from wattsight.config import StoreConfig
-from wattsight.consumers.store import Store
-from wattsight.consumers.store.segment import write_segment
+from wattsight.consumers.store import Store, segment
+from wattsight.consumers.store.segment import COLD_LEVEL, COMPRESSION_LEVEL, write_segment
 from wattsight.sample import Batch
 
 
@@ -69,11 +70,19 @@ def bench_duckdb(batch: Batch, tmp: Path) -> None:
 
 def bench_segment(batch: Batch, tmp: Path) -> None:
     sid = batch.sidx.astype(np.int64)
-    start = time.perf_counter()
-    seg = write_segment(tmp, 1, 1, list(batch.series), sid, batch.t, batch.v)
-    took = time.perf_counter() - start
-    emit("write_rate", len(batch) / took, "samples/s", "segment", note="whole trace, one segment")
-    emit("bytes_per_sample", seg.size / len(batch), "B/sample", "segment", note="whole trace, one segment")
+    for fmt, level in ((1, COMPRESSION_LEVEL), (2, COMPRESSION_LEVEL), (2, COLD_LEVEL)):
+        start = time.perf_counter()
+        seg = write_segment(tmp, fmt * 100 + level, 1, list(batch.series), sid, batch.t, batch.v, fmt=fmt,
+                            compression_level=level)
+        took = time.perf_counter() - start
+        start = time.perf_counter()
+        seg.read_all()
+        read = time.perf_counter() - start
+        tag = {"format": fmt, "level": level, "note": "whole trace, one segment"}
+        emit("write_rate", len(batch) / took, "samples/s", "segment", **tag)
+        emit("read_rate", len(batch) / read, "samples/s", "segment", **tag)
+        emit("bytes_per_sample", seg.size / len(batch), "B/sample", "segment", **tag)
+        seg.path.unlink()
     metric = np.asarray([s.metric for s in batch.series])
     fine = np.asarray([int(s.probe.rsplit("-", 1)[1]) % 2 == 1 for s in batch.series])
     groups = {"power_1W": (metric == "power") & ~fine, "power_0.1W": (metric == "power") & fine,
@@ -81,9 +90,11 @@ def bench_segment(batch: Batch, tmp: Path) -> None:
               "pdu(power+energy)": (metric == "power") | (metric == "energy")}
     for n, (name, pick) in enumerate(groups.items()):
         part = batch.select(pick[batch.sidx])
-        seg = write_segment(tmp, 10 + n, 10 + n, list(part.series), part.sidx.astype(np.int64),
-                            part.t, part.v)
-        emit("bytes_per_sample", seg.size / len(part), "B/sample", "segment", metric=name)
+        for fmt in (1, 2):
+            seg = write_segment(tmp, 10 + n, 10 + n, list(part.series), part.sidx.astype(np.int64),
+                                part.t, part.v, fmt=fmt)
+            emit("bytes_per_sample", seg.size / len(part), "B/sample", "segment", metric=name, format=fmt)
+            seg.path.unlink()
 
 
 def bench_store(batch: Batch, tmp: Path, flush_every_s: int) -> None:
@@ -119,7 +130,7 @@ def bench_store(batch: Batch, tmp: Path, flush_every_s: int) -> None:
             merging += time.perf_counter() - start
         st = store.stats()
         emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store",
-             note=f"flushed every {flush_every_s} s of data, merged 8 by 8", segments=st["segments"],
+             note=f"flushed every {flush_every_s} s of data, merged 8 by 8", format=segment.FORMAT, segments=st["segments"],
              merges=st["merges"])
         emit("merge_time_share", merging / (batch.t[-1] - batch.t[0]) * 1000, "s per s of data", "store")
 
@@ -144,7 +155,10 @@ def main() -> None:
     ap.add_argument("--flush-every", type=int, default=60, help="seconds of data per flush (steady state)")
     ap.add_argument("--only", choices=["duckdb", "segment", "store", "parquet-float"], action="append")
     ap.add_argument("--quick", action="store_true", help="one hour instead of one day (a smoke run)")
+    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
+                    help="the segment format the Store writes (1: before residuals; the segment figures show both)")
     args = ap.parse_args()
+    segment.FORMAT = args.format
     if args.quick:
         args.seconds = min(args.seconds, 3600)
     batch = pdu_trace(args.probes, args.seconds, args.seed, jitter_ms=args.jitter_ms)

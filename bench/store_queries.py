@@ -5,7 +5,9 @@ gaps of 10 s .. 10 min) is generated hour by hour, stored through ``Store.handle
 every hour of data (so the rollups are maintained as in production).  Then each query with
 rollups (``Store.energy`` / ``Store.buckets``, best of 5 runs) and without (raw samples: ``read`` +
 ``energy.integrate`` / ``timeseries.buckets``, as the API did before; best of 3, energy once),
-the answers checked equal:
+the answers checked equal.  The energy queries are also timed without the cells' gap columns
+(``rollup_query.USE_GAP_COLUMNS = False``: a cell with a gap above the limit is replaced by finer
+cells, as before they existed), in the same run, same answers:
 
 - ``energy_all``: energy of every probe over the whole span (the raw path reads 100 probes at a
   time, to stay within memory); ``energy_all_1d``: over the first day only (with the whole span:
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import T0_MS, emit
 from wattsight import energy, timeseries
 from wattsight.config import StoreConfig
-from wattsight.consumers.store import Store
+from wattsight.consumers.store import Store, rollup_query, segment
 from wattsight.sample import Batch, Series
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -116,7 +118,7 @@ def build(trace: Trace, days: int, store: Store, tag: dict) -> None:
 
 def run(probes: int, days: int, path: Path, raw: bool = True) -> None:
     trace = Trace(probes)
-    tag = {"probes": probes, "days": days}
+    tag = {"probes": probes, "days": days, "format": segment.FORMAT}
     reuse = (path / "segments").is_dir() and any((path / "segments").glob("*.parquet"))
     store = Store(StoreConfig(path=path, flush_interval=10**6))
     if not reuse:
@@ -148,6 +150,15 @@ def run(probes: int, days: int, path: Path, raw: bool = True) -> None:
         extra = {"step_s": (week_step if name == "week_100" else day_step) / 1000} if name not in spans else {
             "span_h": round((spans[name][1] - spans[name][0]) / HOUR, 3)}
         emit(f"store_queries.{name}", tf * 1000, "ms", "embedded+rollups", **tag, **extra)
+        if name in spans:  # the same query without the cells' gap columns (as before them)
+            rollup_query.USE_GAP_COLUMNS = False
+            try:
+                tn, c = best(fast, runs=5)
+            finally:
+                rollup_query.USE_GAP_COLUMNS = True
+            assert abs(a - c) <= 1e-9 * abs(c), (name, a, c)
+            emit(f"store_queries.{name}", tn * 1000, "ms", "embedded+rollups, no gap columns", **tag, **extra)
+            emit(f"store_queries.{name}.gap_columns_speedup", tn / tf, "x", "gap columns vs none", **tag)
         if not raw:
             continue
         ts, b = best(slow, runs=1 if name in spans else 3)
@@ -168,7 +179,10 @@ def main() -> None:
     ap.add_argument("--store", type=Path, help="keep the store here; a store already there is queried as is "
                     "(built with the same --probes/--days), without generating the trace again")
     ap.add_argument("--no-raw", action="store_true", help="only the rollup queries (no raw comparison)")
+    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
+                    help="the segment format the store writes (1: scaled integers, before residuals)")
     args = ap.parse_args()
+    segment.FORMAT = args.format
     probes, days = (50, 2) if args.quick else (args.probes, args.days)
     if args.store:
         run(probes, days, args.store, not args.no_raw)

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Rack, batches, emit
 from bench.figures import machine
 from wattsight.config import StoreConfig
-from wattsight.consumers.store import Store
+from wattsight.consumers.store import Store, segment
 from wattsight.consumers.store.segment import write_segment
 from wattsight.sample import Batch
 
@@ -126,9 +126,9 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
          stored=st["segment_rows"], lost_batches=stats["lost"], refused=stats["refused"],
          failed_samples=stats["failed_samples"], sender_busy=round(report["total_s"] / took, 3),
          sender_generate_s=round(report["generate_s"], 1),
-         flush_interval=flush_interval,
+         flush_interval=flush_interval, format=segment.FORMAT,
          note="sender process (generates the trace) -> signed ipc bus -> Inbox -> Store (WAL, flushes, merges)")
-    emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run,
+    emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run, format=segment.FORMAT,
          samples=st["segment_rows"], segments=st["segments"], final_compact_s=round(time.perf_counter() - start, 1),
          final_merges=merges, other_bytes=dir_bytes(store.path) - st["segment_bytes"],
          note="segments after the last flush and compact(); raw samples only")
@@ -288,7 +288,10 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--quick", action="store_true", help="20 nodes x 2 h, baselines on 10 nodes x 1 h")
+    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
+                    help="the segment format the store writes (1: scaled integers, before residuals)")
     args = ap.parse_args()
+    segment.FORMAT = args.format
     if args.quick:
         args.runs, args.baseline = "20x0.0833333", "10x0.0416667"
     emit("machine", 0, "", "input", machine=machine(), runs=args.runs, baseline=args.baseline,

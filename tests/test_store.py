@@ -14,7 +14,7 @@ from store_contract import open_embedded as open_store
 
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import SeriesInfo, Store
-from wattsight.consumers.store.segment import Segment, choose_scales, decode
+from wattsight.consumers.store.segment import Segment, choose_scales
 from wattsight.errors import StoreError
 from wattsight.sample import Batch, Series
 
@@ -223,6 +223,8 @@ def test_closed_store_refuses_batches(tmp_path):
 
 
 def test_segments_read_directly_with_pandas_and_duckdb(tmp_path):
+    """The docs' example (Reading segments directly) on a store whose samples were written
+    twice, with odd floats: the last written wins, bits kept, through pandas and DuckDB."""
     duckdb = pytest.importorskip("duckdb")
     rng = np.random.default_rng(1)
     odd = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -1e300, 1.5, 1 / 3]
@@ -234,21 +236,21 @@ def test_segments_read_directly_with_pandas_and_duckdb(tmp_path):
         store.flush()
         store.handle(one(POWER, [T0 + 7000], [42.5]))  # sent again: the later segment wins
         want = store.read(keys, *ALL)
-    first = min((tmp_path / "segments").glob("0*.parquet"))
-    df = pq.read_table(first).to_pandas()
-    df["value"] = decode(df["v"].to_numpy(), df["scale"].to_numpy())
-    for key in keys[1:]:
-        rows = df[(df.probe == key[0]) & (df.metric == key[1])]
-        assert np.array_equal(rows.t.to_numpy(), want[key][0])
-        assert np.array_equal(bits(rows.value.to_numpy()), bits(want[key][1]))
     doc = (Path(__file__).resolve().parents[1] / "docs/consumers/store.md").read_text()
-    query = doc.split("```sql\n", 1)[1].split("```", 1)[0].replace("<store>", str(tmp_path))
-    rows = duckdb.sql(query).fetchall()
+    code = doc.split("## Reading segments directly", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code.replace("<store>", str(tmp_path)), scope)  # noqa: S102 - the docs' own example
+    df, rows = scope["df"], scope["rows"]
+    for key, (t, v) in want.items():
+        sel = df[(df.probe == key[0]) & (df.metric == key[1])]
+        assert np.array_equal(sel.t.to_numpy(), t), key
+        assert np.array_equal(bits(sel.value.to_numpy()), bits(v)), key
     got = {}
-    for probe, metric, t, value in rows:
+    for probe, metric, _t, value in rows:
         got.setdefault((probe, metric), []).append(value)
     for key, (_, v) in want.items():
         assert np.array_equal(bits(np.array(got[key])), bits(v)), key
+    assert duckdb  # the example imports it itself
 
 
 def test_a_malformed_batch_is_refused_before_the_log(tmp_path):

@@ -167,9 +167,9 @@ def test_everything_handled_survives_kill_9(tmp_path, fsync):
 
 def test_a_second_process_cannot_open_the_same_store(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from wattsight.config import StoreConfig;"
-         "from wattsight.consumers.store import Store; s = Store(StoreConfig(path=sys.argv[1]));"
-         "print('open', flush=True); sys.stdin.read()", str(tmp_path)],
+        [sys.executable, "-c", ("import sys; from wattsight.config import StoreConfig;"
+                                "from wattsight.consumers.store import Store; s = Store(StoreConfig(path=sys.argv[1]));"
+                                "print('open', flush=True); sys.stdin.read()"), str(tmp_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"

@@ -272,4 +272,4 @@ def gap_limit_ms(period_s: float | None, max_gap_s: float) -> int:
     limit = float(max_gap_s)
     if period_s is not None:
         limit = max(limit, 3.0 * float(period_s))
-    return int(round(limit * 1000.0))
+    return round(limit * 1000.0)

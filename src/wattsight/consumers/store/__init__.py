@@ -43,12 +43,12 @@ from ...errors import StoreError
 from ...sample import Batch, now_ms
 from ...timeseries import merge_parts
 from . import retention as rt
-from . import rollup_query
-from .compaction import drop_covered, pick_run
+from . import rollup_query, segment
+from .compaction import drop_covered, pick_cold, pick_run
 from .files import file_size, lock_store
 from .rollup_files import Rollups
 from .rollup_sync import catch_up, roll
-from .segment import Segment, fsync_dir, merge_segments, prepare, write_prepared
+from .segment import COLD_LEVEL, Segment, fsync_dir, merge_segments, prepare, write_prepared
 from .tail import Registry, SeriesInfo, Tail, batch_columns, select
 from .wal import Problem, Wal, replay, wal_files
 
@@ -91,7 +91,8 @@ class Store:
         self._problems: list[Problem] = []
         self._n = {"batches_total": 0, "flushes": 0, "merges": 0, "flush_errors": 0, "replayed_batches": 0,
                        "replayed_samples": 0, "wal_torn": 0, "wal_corrupt": 0, "temp_files_removed": 0,
-                       "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0}
+                       "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0,
+                   "recompressions": 0}
         self._last_flush_ms: int | None = None
         self._last_retention_ms: int | None = None
         self._closed = False
@@ -146,7 +147,8 @@ class Store:
                 series = list(self._registry.series)
             try:
                 rows = prepare(series, *frozen.columns())
-                seg = write_prepared(self._segdir, lo, hi, rows, row_group_size=self.ROW_GROUP_SIZE)
+                seg = write_prepared(self._segdir, lo, hi, rows, row_group_size=self.ROW_GROUP_SIZE,
+                                     fmt=min(segment.HOT_FORMAT, segment.FORMAT))
             except BaseException:
                 self._thaw(frozen, lo)
                 raise
@@ -170,13 +172,22 @@ class Store:
             self._n["flush_errors"] += 1
 
     def compact(self) -> int:
-        """Merge runs of small segments (``MERGE_FANOUT`` at a time); returns how many merges ran."""
+        """Merge runs of small segments (``MERGE_FANOUT`` at a time), then rewrite in the cold format
+        the older segments no merge will take (too large: written at high rates); returns how many
+        merges ran (``stats()["recompressions"]`` counts the rewrites)."""
         merges = 0
         while True:
             with self._maintenance:
                 run = pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
                 if not run:
-                    return merges
+                    cold = pick_cold(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS, segment.FORMAT)
+                    if cold is None:
+                        return merges
+                    again = self._merge([cold])  # the same name: the file is replaced whole
+                    with self._lock:
+                        self._segments = [again if s is cold else s for s in self._segments]
+                        self._n["recompressions"] += 1
+                    continue
                 merged = self._merge(run)
                 with self._lock:
                     at = self._segments.index(run[0])
@@ -191,7 +202,7 @@ class Store:
     def _merge(self, run: list[Segment]) -> Segment:
         """One segment of ``run``'s rows, their stored integers passed through (segment.merge_segments)."""
         return write_prepared(self._segdir, run[0].lo, run[-1].hi, merge_segments(run),
-                              row_group_size=self.ROW_GROUP_SIZE)
+                              row_group_size=self.ROW_GROUP_SIZE, compression_level=COLD_LEVEL)
 
     def close(self) -> None:
         """Flush the tail to a segment, stop the flush thread and release the store."""

@@ -30,6 +30,15 @@ def pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segmen
     return []
 
 
+def pick_cold(segments: list[Segment], fanout: int, max_rows: int, fmt: int) -> Segment | None:
+    """The oldest segment written in a format before ``fmt`` (a flush's) that no merge will take:
+    older than the newest ``fanout``, or too large for ``fanout`` of its size to fit in ``max_rows``
+    (then all but the newest segment).  None if there is none."""
+    n = len(segments)
+    return next((s for i, s in enumerate(segments) if s.fmt < fmt and (
+        i < n - fanout or (i < n - 1 and s.rows * fanout > max_rows))), None)
+
+
 def drop_covered(segments: list[Segment]) -> list[Segment]:
     """Segments by WAL range, deleting those inside another's range (a merge killed before cleanup)."""
     keep = []

@@ -15,8 +15,20 @@ acc        the amount over the *inner* intervals (both samples inside the bucket
            :func:`wattsight.energy.wrap_deltas`
 acc_ms     the summed length of the inner intervals
 max_dt     the longest inner interval: the cell's ``acc`` is usable for a query whose gap
-           limit is at least ``max_dt`` (otherwise a finer level, or raw samples, are used)
+           limit is at least ``max_dt``
+gap_acc,   the part of ``acc`` and ``acc_ms`` over the inner intervals longer than
+gap_ms     ``GAP_FLOOR_MS`` (5 s: the API's default gap limit) -- the cell's *gaps*
+gap_dt_min the shortest of those intervals (``NO_GAP`` when there is none)
+short_max  the longest inner interval of at most ``GAP_FLOOR_MS`` (0 when there is none)
 ========== =====================================================================================
+
+So a query with gap limit ``G`` uses a cell whole when ``max_dt <= G`` (every inner interval
+bridged: ``acc``, ``acc_ms``) or when ``short_max <= G < gap_dt_min`` (exactly the gaps left out:
+``acc - gap_acc``, ``acc_ms - gap_ms``); only otherwise does it descend to finer cells or raw
+samples (:func:`usable`).  A 1 Hz series with a few gaps of minutes is thus answered from its
+day cells at any gap limit from 5 s up to its shortest gap.  Cells written before these columns
+existed read with ``gap_acc = gap_ms = 0``, ``gap_dt_min = NO_GAP``, ``short_max = max_dt``:
+usable exactly when they were before.
 
 Intervals between two cells are not in either: a query joins consecutive cells (and raw samples
 at its edges) with :func:`combine`, which applies the gap rule and the range clipping exactly as
@@ -31,7 +43,13 @@ import numpy as np
 LEVELS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 COLUMNS = {"kid": np.int64, "b": np.int64, "n": np.int64, "sum": np.float64, "min": np.float64,
            "max": np.float64, "first_t": np.int64, "first_v": np.float64, "last_t": np.int64,
-           "last_v": np.float64, "acc": np.float64, "acc_ms": np.int64, "max_dt": np.int64}
+           "last_v": np.float64, "acc": np.float64, "acc_ms": np.int64, "max_dt": np.int64,
+           "gap_acc": np.float64, "gap_ms": np.int64, "gap_dt_min": np.int64, "short_max": np.int64}
+#: Inner intervals longer than this are a cell's gaps (gap_acc, gap_ms, gap_dt_min); see the module doc.
+GAP_FLOOR_MS = 5_000
+NO_GAP = np.iinfo(np.int64).max
+#: The gap columns of cells written before they existed (see the module doc); short_max = max_dt.
+OLD_GAP_COLUMNS = {"gap_acc": 0.0, "gap_ms": 0, "gap_dt_min": NO_GAP}
 
 Cells = dict[str, np.ndarray]
 
@@ -122,7 +140,34 @@ def from_raw(kid: np.ndarray, t: np.ndarray, v: np.ndarray, size: int, counter: 
         "max": np.maximum.reduceat(v, starts), "first_t": t[starts], "first_v": v[starts],
         "last_t": t[ends], "last_v": v[ends], "acc": np.add.reduceat(amount, starts),
         "acc_ms": np.add.reduceat(dt, starts), "max_dt": np.maximum.reduceat(dt, starts),
+        **_gap_columns(dt, amount, starts),
     }
+
+
+def _gap_columns(dt: np.ndarray, amount: np.ndarray, starts: np.ndarray) -> Cells:
+    """gap_acc, gap_ms, gap_dt_min, short_max per cell (rows ``starts[i]:starts[i+1]``) from the
+    length and amount of each row's inner interval (0 where the row has none)."""
+    gap = dt > GAP_FLOOR_MS
+    if not gap.any():  # the usual minute: no gap
+        z = np.zeros(len(starts), np.int64)
+        return {"gap_acc": np.zeros(len(starts)), "gap_ms": z, "gap_dt_min": np.full(len(starts), NO_GAP),
+                "short_max": np.maximum.reduceat(dt, starts)}
+    return {"gap_acc": np.add.reduceat(np.where(gap, amount, 0.0), starts),
+            "gap_ms": np.add.reduceat(np.where(gap, dt, 0), starts),
+            "gap_dt_min": np.minimum.reduceat(np.where(gap, dt, NO_GAP), starts),
+            "short_max": np.maximum.reduceat(np.where(gap, 0, dt), starts)}
+
+
+def usable(cells: Cells, gap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, amount, covered ms) per cell for the gap limit ``gap[kid]``: the whole cell when all
+    its inner intervals are bridged, the cell without its gaps when exactly those are not."""
+    g = gap[cells["kid"]]
+    whole = cells["max_dt"] <= g
+    trimmed = ~whole & (cells["short_max"] <= g) & (cells["gap_dt_min"] > g)
+    if not trimmed.any():
+        return whole, cells["acc"], cells["acc_ms"]
+    return (whole | trimmed, np.where(trimmed, cells["acc"] - cells["gap_acc"], cells["acc"]),
+            np.where(trimmed, cells["acc_ms"] - cells["gap_ms"], cells["acc_ms"]))
 
 
 def coarsen(cells: Cells, size: int, counter: np.ndarray, wrap: np.ndarray) -> Cells:
@@ -143,6 +188,7 @@ def coarsen(cells: Cells, size: int, counter: np.ndarray, wrap: np.ndarray) -> C
     if n > 1:
         k = kid[:-1]
         amount[:-1] = np.where(same[:-1], step_amount(t0, v0, t1, v1, counter[k], wrap[k]), 0.0)
+    gap = dt > GAP_FLOOR_MS  # the joining intervals that are gaps
     return {
         "kid": kid[starts], "b": b[starts], "n": np.add.reduceat(cells["n"], starts),
         "sum": np.add.reduceat(cells["sum"], starts), "min": np.minimum.reduceat(cells["min"], starts),
@@ -152,6 +198,10 @@ def coarsen(cells: Cells, size: int, counter: np.ndarray, wrap: np.ndarray) -> C
         "acc": np.add.reduceat(cells["acc"] + amount, starts),
         "acc_ms": np.add.reduceat(cells["acc_ms"] + dt, starts),
         "max_dt": np.maximum.reduceat(np.maximum(cells["max_dt"], dt), starts),
+        "gap_acc": np.add.reduceat(cells["gap_acc"] + np.where(gap, amount, 0.0), starts),
+        "gap_ms": np.add.reduceat(cells["gap_ms"] + np.where(gap, dt, 0), starts),
+        "gap_dt_min": np.minimum.reduceat(np.minimum(cells["gap_dt_min"], np.where(gap, dt, NO_GAP)), starts),
+        "short_max": np.maximum.reduceat(np.maximum(cells["short_max"], np.where(gap, 0, dt)), starts),
     }
 
 
@@ -162,7 +212,9 @@ def points(kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> Cells:
     z = np.zeros(len(t))
     return {"kid": kid, "b": t, "n": np.ones(len(t), np.int64), "sum": v, "min": v, "max": v,
             "first_t": t, "first_v": v, "last_t": t, "last_v": v, "acc": z,
-            "acc_ms": np.zeros(len(t), np.int64), "max_dt": np.zeros(len(t), np.int64)}
+            "acc_ms": np.zeros(len(t), np.int64), "max_dt": np.zeros(len(t), np.int64), "gap_acc": z,
+            "gap_ms": np.zeros(len(t), np.int64), "gap_dt_min": np.full(len(t), NO_GAP),
+            "short_max": np.zeros(len(t), np.int64)}
 
 
 def combine(pieces: Cells, nkeys: int, start_ms: int, end_ms: int, gap: np.ndarray, counter: np.ndarray,
@@ -218,5 +270,7 @@ def coarsen_stats(cells: Cells) -> Cells:
                n=np.add.reduceat(cells["n"], starts), sum=np.add.reduceat(cells["sum"], starts),
                min=np.minimum.reduceat(cells["min"], starts), max=np.maximum.reduceat(cells["max"], starts),
                acc=np.zeros(len(starts)), acc_ms=np.zeros(len(starts), np.int64),
-               max_dt=np.zeros(len(starts), np.int64))
+               max_dt=np.zeros(len(starts), np.int64), gap_acc=np.zeros(len(starts)),
+               gap_ms=np.zeros(len(starts), np.int64), gap_dt_min=np.full(len(starts), NO_GAP),
+               short_max=np.zeros(len(starts), np.int64))
     return out

@@ -126,7 +126,14 @@ class Rollups:
             raise StoreError(f"{path}: cannot read rollup partition: {exc}. Delete it and its "
                              "STATE.json to rebuild the rollups from the raw samples") from exc
         lut = np.asarray([self.kid((a, b), kind) for a, b, kind in names], np.int64)
-        cells = {c: table.column(c).to_numpy().astype(dt) for c, dt in ru.COLUMNS.items() if c != "kid"}
+        have = set(table.column_names)
+        cells = {c: table.column(c).to_numpy().astype(dt) for c, dt in ru.COLUMNS.items()
+                 if c != "kid" and c in have}
+        for c, fill in ru.OLD_GAP_COLUMNS.items():  # a partition written before the gap columns
+            if c not in have:
+                cells[c] = np.full(len(cells["b"]), fill, ru.COLUMNS[c])
+        if "short_max" not in have:
+            cells["short_max"] = cells["max_dt"].copy()
         cells["kid"] = lut[table.column("kid").to_numpy()] if len(lut) else np.zeros(0, np.int64)
         return ru.sort(cells)
 

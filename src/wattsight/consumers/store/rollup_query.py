@@ -7,7 +7,9 @@
   raw samples at both edges (an edge on a minute, or 1 ms before it, needs only the sample just
   outside: it comes from the 1 min cells); a cell whose longest inner interval is above the
   probe's gap limit is replaced by its finer cells, read only for the keys and partitions that
-  need them, down to raw samples (one read per hour holding such minutes).  :func:`rollup.combine`
+  need them, down to raw samples (one read per hour holding such minutes).  A cell whose gaps are
+  all above the limit and whose other intervals are all within it is used without its gaps
+  (:func:`rollup.usable`), so gaps of a few minutes cost no finer read.  :func:`rollup.combine`
   joins them.
 
 Reads of many partitions take those already in memory first, so that a query needing a little
@@ -30,6 +32,9 @@ from .rollup_sync import raw_columns
 Key = tuple[str, str]
 M = ru.LEVELS["1m"]
 _FINER = {"1d": "1h", "1h": "1m"}
+#: False: cells with a gap above the limit are never used whole (the way before the gap columns;
+#: bench/store_queries.py measures both in one run).
+USE_GAP_COLUMNS = True
 
 
 def _ceil(x: int, size: int) -> int:
@@ -176,8 +181,13 @@ def _cells(store, R, keys, kids, level, lo, hi, gap) -> list[ru.Cells]:
     cells = R.read(level, kids, lo, hi)
     out = []
     while True:
-        bad = cells["max_dt"] > gap[cells["kid"]]
-        out.append(ru.take(cells, ~bad))
+        if USE_GAP_COLUMNS:
+            ok, acc, acc_ms = ru.usable(cells, gap)
+            cells = dict(cells, acc=acc, acc_ms=acc_ms)
+        else:
+            ok = cells["max_dt"] <= gap[cells["kid"]]
+        bad = ~ok
+        out.append(ru.take(cells, ok))
         if not bad.any():
             return out
         size = ru.LEVELS[level]

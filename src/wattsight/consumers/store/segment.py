@@ -3,24 +3,34 @@
 A segment holds the samples of a contiguous range of write-ahead-log files (``lo``..``hi``,
 its file name ``<lo>-<hi>.parquet``), rows sorted by (probe, metric, unit, kind, provenance, t)
 -- for the usual one series per (probe, metric), that is (probe, metric, t) -- with exact
-duplicates (same series, same t) collapsed to the last written.  Columns:
+duplicates (same series, same t) collapsed to the last written.  Each series' values are
+*scaled integers* (value = v / 10**scale, ``scale`` the smallest 0..6 exact for all its values
+here; -1: the float64 bit patterns, for NaN, ...).
 
-=========== ============ =============================================================
-probe       dictionary   RLE'd dictionary indices: a few bytes per segment
-metric      dictionary   idem
-unit, kind, dictionary   idem
-provenance
-t           int64 ms     DELTA_BINARY_PACKED, no dictionary: a 1 Hz grid costs ~0 bits
-v           int64        DELTA_BINARY_PACKED *scaled integer*: value = v / 10**scale
-scale       int8         per series, the smallest 0..6 that is exactly lossless for all its
-                         values here; -1 means v holds the float64 bit pattern (NaN, ...)
-=========== ============ =============================================================
+**Format 2** (written now).  Columns:
 
-All zstd-compressed at level 9 (``COMPRESSION_LEVEL``: 2 % smaller than level 1 on the bench
-trace, at the same write rate -- sorting costs more than zstd here).  The key-value metadata ``wattsight.summary`` keeps, per series in row
-order: count, first/last t, first/last v and scale (zstd'd msgpack of packed arrays).  The
-store keeps that summary and the row-group boundaries in memory, so a read opens only the
-segments and row groups that hold the asked series and times.
+=========== ================ =========================================================
+t           fixed_size_binary ms since the epoch as offsets from each series' usual step
+            (wt bytes)       (:func:`.residual.encode_t`), in byte planes per row group
+v           fixed_size_binary the series' residuals (:mod:`.residual`: differences, ranks in a
+            (w bytes)        dictionary, or differences predicted from a partner series),
+                             split in byte planes per row group: not readable row by row
+aux         int64            per series: its dictionary or the partner prediction's factors
+=========== ================ =========================================================
+
+Merges write format 2 at zstd level ``COLD_LEVEL``; flushes write ``HOT_FORMAT`` (1) at
+``COMPRESSION_LEVEL``.  Read segments with
+:meth:`Segment.read_all` (or ``wattsight export`` for pandas, polars and DuckDB).
+
+**Format 1** (still read; :func:`.segment_write.write_prepared` writes it with ``fmt=1``):
+dictionary columns probe, metric, unit, kind, provenance, scale per row, and ``v`` the scaled
+integers themselves (DELTA_BINARY_PACKED).
+
+The key-value metadata ``wattsight.summary`` keeps, per series in row order: count, first/last
+t, first/last v and scale, and in format 2 the residual mode, partner, dictionary size and first
+integer (zstd'd msgpack of packed arrays).  The store keeps that summary and the row-group
+boundaries in memory, so a read opens only the segments and row groups that hold the asked
+series (from their first row) and times.
 """
 
 from __future__ import annotations
@@ -38,9 +48,18 @@ import pyarrow.parquet as pq
 
 from ...errors import StoreError
 from ...sample import Series
+from . import residual
+from .sorting import sort_ranked, sort_rows  # noqa: F401 - part of this module's interface
 
 MAX_SCALE = 6
 COMPRESSION_LEVEL = 9
+#: Merged segments: written by the background thread, read for years.
+COLD_LEVEL = 15
+#: The format of merged (cold) segments, and of segments written by write_segment.
+FORMAT = 2
+#: The format a flush writes (hot segments, merged soon): format 1 keeps flushes cheap and reads
+#: of recent samples fast (format 2 decodes in numpy: see docs/consumers/store.md, Costs).
+HOT_FORMAT = 1
 SUMMARY_KEY = b"wattsight.summary"
 NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
 _DICT_COLUMNS = ["probe", "metric", "unit", "kind", "provenance", "scale"]
@@ -50,6 +69,16 @@ _SCHEMA = pa.schema(
        pa.field("scale", pa.int8(), nullable=False)]
 )
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
+#: Scale codes MUL + s (s = 1..6): value = v * 10**-s as a float multiplication (``count * 0.1``
+#: in a driver), which is not always v / 10**s: such series keep integers instead of bit patterns.
+MUL = 7
+_NEG10 = np.array([1.0, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6])
+
+
+def schema(wt: int, w: int) -> pa.Schema:
+    """The columns of a format-2 segment whose time and value residuals take ``wt`` and ``w`` bytes."""
+    return pa.schema([pa.field("t", pa.binary(wt), nullable=False), pa.field("v", pa.binary(w), nullable=False),
+                      pa.field("aux", pa.int64(), nullable=False)])
 
 
 def segment_name(lo: int, hi: int) -> str:
@@ -58,28 +87,9 @@ def segment_name(lo: int, hi: int) -> str:
 
 # -- values <-> scaled integers -----------------------------------------------------------
 def choose_scales(v: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per series (rows ``starts[i]:starts[i+1]``), the smallest exactly lossless scale, or -1.
-
-    Each pass at a larger scale only looks at the rows of the series still without one.
-    """
-    scale = np.full(len(starts), -1, np.int8)
-    counts = np.diff(np.append(starts, len(v)))
-    pending = np.arange(len(starts))  # series without a scale yet
-    vv, st = v, starts
-    for s in range(MAX_SCALE + 1):
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: never ok, as wanted
-            x = np.rint(vv * _POW10[s])
-            back = x.astype(np.int64).astype(np.float64) / _POW10[s]  # exactly what decoding does
-            ok = (np.abs(x) < 2.0**62) & (back.view(np.int64) == vv.view(np.int64))  # -0.0 is not 0.0
-        good = np.logical_and.reduceat(ok, st)
-        scale[pending[good]] = s
-        if good.all():
-            break
-        if good.any():
-            vv = vv[np.repeat(~good, counts[pending])]
-            pending = pending[~good]
-            st = np.concatenate([[0], np.cumsum(counts[pending])[:-1]]).astype(np.int64)
-    return scale
+    """Per series (rows ``starts[i]:starts[i+1]``), the smallest exactly lossless scale code: s
+    (value = v / 10**s), else MUL + s (value = v * 10**-s), else -1 (bit patterns)."""
+    return scale_values(v, starts)[0]
 
 
 def scale_values(v: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,10 +106,16 @@ def scale_values(v: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndar
         with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: never ok, as wanted
             x = np.rint(vv * _POW10[s]) if s else np.rint(vv)
             xi = x.astype(np.int64)
-            back = xi.astype(np.float64) / _POW10[s] if s else xi.astype(np.float64)
-            ok = (np.abs(x) < 2.0**62) & (back.view(np.int64) == vv.view(np.int64))  # -0.0 is not 0.0
+            xf = xi.astype(np.float64)
+            back = xf / _POW10[s] if s else xf
+            small = np.abs(x) < 2.0**62
+            ok = small & (back.view(np.int64) == vv.view(np.int64))  # -0.0 is not 0.0
         good = np.logical_and.reduceat(ok, st)
-        scale[pending[good]] = s
+        if s and not good.all():  # the same integers, decoded by a multiplication
+            mul = ~good & np.logical_and.reduceat(small & ((xf * _NEG10[s]).view(np.int64) == vv.view(np.int64)), st)
+            scale[pending[mul]] = MUL + s
+            good = good | mul
+        scale[pending[good & (scale[pending] < 0)]] = s
         if rows is None and good.all():
             return scale, xi
         if ints is None:
@@ -119,8 +135,10 @@ def scale_values(v: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def to_scaled(v: np.ndarray, row_scale: np.ndarray) -> np.ndarray:
     """The int64 column for values ``v`` with the per-row ``row_scale``."""
+    row_scale = np.asarray(row_scale, np.int64)
     with np.errstate(invalid="ignore", over="ignore"):
-        ints = np.rint(v * _POW10[np.maximum(row_scale, 0)]).astype(np.int64)
+        ints = np.rint(v * _POW10[np.where(row_scale >= MUL, row_scale - MUL, np.maximum(row_scale, 0))]
+                       ).astype(np.int64)
     raw = row_scale < 0
     ints[raw] = v.view(np.int64)[raw]
     return ints
@@ -130,6 +148,8 @@ def from_scaled(ints: np.ndarray, scale: int) -> np.ndarray:
     """float64 values of one series' int64 column (``scale`` -1: bit patterns)."""
     if scale < 0:
         return ints.view(np.float64).copy()
+    if scale >= MUL:
+        return ints.astype(np.float64) * _NEG10[scale - MUL]
     return ints.astype(np.float64) / _POW10[scale]
 
 
@@ -137,59 +157,12 @@ def decode(v: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """float64 values of a segment's ``v`` and ``scale`` columns (for reading segments directly)."""
     v, scale = np.asarray(v, np.int64), np.asarray(scale, np.int64)
     out = v.astype(np.float64) / _POW10[np.clip(scale, 0, MAX_SCALE)]
+    mul = scale >= MUL
+    if mul.any():
+        out[mul] = v[mul].astype(np.float64) * _NEG10[scale[mul] - MUL]
     raw = scale < 0
     out[raw] = v[raw].view(np.float64)
     return out
-
-
-# -- sorting ------------------------------------------------------------------------------
-def sort_rows(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Row indices sorted by (rank, t), keeping only the last written row of equal (rank, t)."""
-    return sort_ranked(rank, t)[0]
-
-
-def sort_ranked(rank: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`sort_rows`, how many rows each rank keeps (``bincount`` of the kept ranks) and ``t``
-    of the kept rows."""
-    n = len(t)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    nrank = int(rank.max()) + 1
-    if nrank <= 1 << 16:  # the usual case, rows in time order: a radix sort by rank is enough
-        r16 = rank.astype(np.uint16)
-        order = np.argsort(r16, kind="stable")
-        rs = r16[order]
-        ts = t[order]
-        bounds = np.zeros(nrank + 1, np.int64)  # where each rank's rows start in rs
-        np.cumsum(np.bincount(r16, minlength=nrank), out=bounds[1:])
-        same = np.ones(n - 1, bool)
-        same[bounds[1:-1][(bounds[1:-1] > 0) & (bounds[1:-1] < n)] - 1] = False  # rank changes
-        step = ts[1:] - ts[:-1]
-        if not np.any(same & (step < 0)):
-            dup = same & (step == 0)
-            if not dup.any():  # no duplicate: every row kept, counts from the bounds
-                return order, np.diff(bounds).astype(np.int64), ts
-            last = np.ones(n, bool)
-            last[:-1] = ~dup
-            keep = order[last]
-            return keep, np.bincount(rs[last], minlength=nrank).astype(np.int64), ts[last]
-    tmin = int(t.min())
-    tbits = max(int(t.max()) - tmin, 1).bit_length()
-    if tbits + max(int(rank.max()), 1).bit_length() <= 62:
-        key = (rank.astype(np.int64) << tbits) | (t - tmin)
-        order = np.argsort(key, kind="stable")
-        ks = key[order]
-        last = np.empty(n, bool)
-        last[-1] = True
-        np.not_equal(ks[1:], ks[:-1], out=last[:-1])
-    else:  # times too far apart to share one int64 key with the rank
-        order = np.lexsort((t, rank))
-        rs, ts = rank[order], t[order]
-        last = np.empty(n, bool)
-        last[-1] = True
-        last[:-1] = (rs[1:] != rs[:-1]) | (ts[1:] != ts[:-1])
-    keep = order[last]
-    return keep, np.bincount(rank[keep], minlength=nrank).astype(np.int64), t[keep]
 
 
 # -- the segment --------------------------------------------------------------------------
@@ -209,6 +182,16 @@ class Segment:
     scale: np.ndarray  # int8
     rg_bounds: np.ndarray  # row index where each row group starts, plus the row count
     size: int
+    fmt: int = 1
+    mode: np.ndarray | None = None  # format 2, per series: residual mode, partner, dictionary size,
+    partner: np.ndarray | None = None  # first integer (see residual.py)
+    dict_n: np.ndarray | None = None
+    first_x: np.ndarray | None = None
+    last_x: np.ndarray | None = None
+    rg_t: np.ndarray | None = None  # format 2, per row group: the time of its first row
+    step: np.ndarray | None = None  # format 2, per series: its usual step in ms (times are offsets from it)
+    width: int = 8
+    t_width: int = 8
     _source: object = None  # an open pa.memory_map: reads still work once a merge unlinked it
     _meta: object = None
 
@@ -253,38 +236,118 @@ class Segment:
         idx = [i for i in indices if self.first_t[i] <= end_ms and self.last_t[i] >= start_ms]
         if not idx:
             return []
-        lo_rg = np.searchsorted(self.rg_bounds, self.row_start[idx], "right") - 1
-        hi_rg = np.searchsorted(self.rg_bounds, self.row_start[idx] + self.count[idx] - 1, "right") - 1
+        need = sorted(set(idx))
+        if self.fmt >= 2 and np.any(self.mode[need] == residual.PARTNER):  # decoded with their partners
+            need = sorted(set(need) | {int(self.partner[i]) for i in need if self.mode[i] == residual.PARTNER})
+        lo_rg = np.searchsorted(self.rg_bounds, self.row_start[need], "right") - 1
+        hi_rg = np.searchsorted(self.rg_bounds, self.row_start[need] + self.count[need] - 1, "right") - 1
+        rows = self.count[need].copy()
+        if self.fmt >= 2:  # differences run from each series' start: only the groups after end_ms are left out
+            hi_rg, rows = self._upto(need, lo_rg, hi_rg, end_ms)
         groups = sorted({g for a, b in zip(lo_rg.tolist(), hi_rg.tolist()) for g in range(a, b + 1)})
-        table = pq.ParquetFile(self._source, metadata=self._meta).read_row_groups(groups, columns=["t", "v"])
-        t_col, v_col = (table.column(c).to_numpy() for c in ("t", "v"))
+        t_col, ints = self._columns(groups)
         sizes = np.diff(self.rg_bounds)[groups]
         offset = dict(zip(groups, (np.cumsum(sizes) - sizes).tolist()))  # where each group starts in table
+        at = {i: offset[g] + int(self.row_start[i] - self.rg_bounds[g]) for i, g in zip(need, lo_rg.tolist())}
+        if self.fmt >= 2:
+            ints, at = self._decode(need, at, t_col, *ints, rows=rows)
+        n_of = dict(zip(need, rows.tolist()))
         out = []
-        for i, g in zip(idx, lo_rg.tolist()):
-            a = offset[g] + int(self.row_start[i] - self.rg_bounds[g])
-            t = t_col[a:a + int(self.count[i])]
+        for i in idx:
+            a = at[i]
+            t = t_col[a:a + n_of[i]] if self.fmt < 2 else ints[1][a:a + n_of[i]]
             lo, hi = np.searchsorted(t, [start_ms, end_ms + 1])
-            out.append((i, t[lo:hi], from_scaled(v_col[a + lo:a + hi], int(self.scale[i]))))
+            v = (ints if self.fmt < 2 else ints[0])[a + lo:a + hi]
+            out.append((i, t[lo:hi], from_scaled(v, int(self.scale[i]))))
         return out
+
+    def _columns(self, groups: list[int] | None) -> tuple[np.ndarray, object]:
+        """t, and the v column's integers (format 1) or (residuals, aux) (format 2) of row groups."""
+        f = pq.ParquetFile(self._source, metadata=self._meta)
+        cols = ["t", "v"] if self.fmt < 2 else ["t", "v", "aux"]
+        table = f.read(columns=cols) if groups is None else f.read_row_groups(groups, columns=cols)
+        if self.fmt < 2:
+            return table.column("t").to_numpy(), table.column("v").to_numpy()
+        sizes = np.diff(self.rg_bounds)
+        sizes = sizes.tolist() if groups is None else sizes[groups].tolist()
+        planes = []
+        for name, w in (("t", self.t_width), ("v", self.width)):
+            parts = [np.frombuffer(c.buffers()[1], np.uint8)[c.offset * w:(c.offset + len(c)) * w]
+                     for c in table.column(name).chunks]
+            planes.append(residual.unpack(parts[0] if len(parts) == 1 else np.concatenate(parts), sizes, w))
+        return planes[0], (planes[1], table.column("aux").to_numpy())
+
+    def _upto(self, need: list[int], lo_rg: np.ndarray, hi_rg: np.ndarray, end_ms: int):
+        """Per series, the last row group holding its rows up to ``end_ms`` (and its dictionary), and
+        how many of its rows those groups hold.  A group after a series' first starts with that
+        series' row: its first time (``rg_t``) is the series' time there."""
+        hi = hi_rg.copy()
+        for k, i in enumerate(need):
+            a, b = int(lo_rg[k]), int(hi_rg[k])
+            if b > a:
+                g = a + int(np.searchsorted(self.rg_t[a + 1:b + 1], end_ms, "right"))
+                dict_end = int(self.row_start[i]) + max(int(self.dict_n[i]), 1) - 1
+                hi[k] = max(g, int(np.searchsorted(self.rg_bounds, dict_end, "right")) - 1)
+        rows = np.minimum(self.count[need], self.rg_bounds[hi + 1] - self.row_start[need])
+        return hi, rows
+
+    def _decode(self, need: list[int], at: dict[int, int], t_col, r, aux, rows: np.ndarray | None = None):
+        """Values (int64) of the series ``need`` (rows from ``at``; all, or ``rows`` of each), laid end
+        to end: ((x, t), at)."""
+        count = self.count[need] if rows is None else rows
+        whole = bool(np.array_equal(count, self.count[need]))
+        if whole and len(need) == len(self.series) and all(at[i] == self.row_start[i] for i in need):
+            sel = slice(None)
+        else:
+            sel = np.concatenate([np.arange(at[i], at[i] + int(n)) for i, n in zip(need, count.tolist())])
+        pos = {i: k for k, i in enumerate(need)}
+        partner = np.asarray([pos.get(int(j), -1) for j in self.partner[need]], np.int32)
+        t = residual.decode_t(t_col[sel], count, self.step[need], self.first_t[need],
+                              self.last_t[need] if whole else None)
+        x = residual.decode(r[sel], aux[sel], t, count, self.mode[need], partner, self.dict_n[need],
+                            self.first_x[need], self.last_x[need] if whole else None)
+        starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        return (x, t), dict(zip(need, starts.tolist()))
+
+    def ints_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's t and integer (the scaled values, row order): what merges pass through."""
+        t, cols = self._columns(None)
+        if self.fmt < 2:
+            return t, cols
+        need = list(range(len(self.series)))
+        (x, t), _ = self._decode(need, dict(zip(need, self.row_start[:-1].tolist())), t, *cols)
+        return t, x
+
+    def to_arrow(self) -> pa.Table:
+        """Every row decoded: probe, metric, unit, kind, provenance, t (int64 ms), value (float64)
+        -- for pandas (``.to_pandas()``), polars (``polars.from_arrow``) or DuckDB."""
+        sid, t, v = self.read_all()
+        cols = {}
+        for pos, name in enumerate(("probe", "metric", "unit", "kind", "provenance")):
+            cols[name] = pa.array([s.as_tuple()[pos] for s in self.series], pa.string()).take(pa.array(sid))
+        return pa.table(dict(cols, t=pa.array(t, pa.int64()), value=pa.array(v, pa.float64())))
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every row as (series index, t, v float64), for merging segments."""
-        table = pq.ParquetFile(self._source, metadata=self._meta).read(columns=["t", "v"])
-        t, ints = (table.column(c).to_numpy() for c in ("t", "v"))
+        t, ints = self.ints_all()
         sid = np.repeat(np.arange(len(self.series), dtype=np.int64), self.count)
         return sid, t, decode(ints, np.repeat(self.scale, self.count))
 
 
-
 _NUMERIC = {"count": "<i8", "first_t": "<i8", "last_t": "<i8", "first_v": "<f8", "last_v": "<f8",
             "scale": "i1"}
+_NUMERIC2 = {"mode": "i1", "partner": "<i4", "dict_n": "<i4", "first_x": "<i8", "last_x": "<i8", "step": "<i8"}
 
 
 def _pack_summary(summary: dict) -> bytes:
-    body = {k: np.ascontiguousarray(summary[k], dtype=dt).tobytes() for k, dt in _NUMERIC.items()}
+    fmt = summary.get("fmt", 1)
+    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
+    body = {k: np.ascontiguousarray(summary[k], dtype=dt).tobytes() for k, dt in arrays.items()}
     body["series"] = [s.as_tuple() for s in summary["series"]]
-    body["f"] = 1
+    body["f"] = fmt
+    if fmt >= 2:
+        body["w"], body["wt"] = int(summary["width"]), int(summary["t_width"])
+        body["rg_t"] = np.ascontiguousarray(summary["rg_t"], dtype="<i8").tobytes()
     raw = msgpack.packb(body, use_bin_type=True)
     return struct.pack("<Q", len(raw)) + pa.compress(raw, codec="zstd", asbytes=True)
 
@@ -293,11 +356,17 @@ def _unpack_summary(blob: bytes) -> dict:
     (size,) = struct.unpack_from("<Q", blob)
     body = msgpack.unpackb(pa.decompress(blob[8:], decompressed_size=size, codec="zstd", asbytes=True),
                            raw=False)
-    if body.get("f") != 1:
-        raise ValueError(f"unknown summary format {body.get('f')!r}")
+    fmt = body.get("f")
+    if fmt not in (1, 2):
+        raise ValueError(f"unknown summary format {fmt!r} (a newer wattsight wrote it: upgrade to read it)")
+    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
     out = {k: np.frombuffer(body[k], dtype=dt).astype(np.dtype(dt).newbyteorder("="))
-           for k, dt in _NUMERIC.items()}
+           for k, dt in arrays.items()}
     out["series"] = [Series(*row) for row in body["series"]]
+    out["fmt"] = fmt
+    if fmt >= 2:
+        out["width"], out["t_width"] = int(body["w"]), int(body["wt"])
+        out["rg_t"] = np.frombuffer(body["rg_t"], dtype="<i8").astype(np.int64)
     return out
 
 

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 
 from ...errors import StoreError
 from ...sample import Series
+from . import residual
+from . import segment as _segment
 from .segment import (
     _DICT_COLUMNS,
     _SCHEMA,
@@ -24,6 +26,7 @@ from .segment import (
     decode,
     fsync_dir,
     scale_values,
+    schema,
     segment_name,
     sort_ranked,
     to_scaled,
@@ -73,10 +76,10 @@ def merge_segments(run: list[Segment]) -> Prepared:
     sids, ts, vs, scales = [], [], [], []
     for seg in run:
         local = np.asarray([ids.setdefault(x, len(ids)) for x in seg.series], np.int64)
-        table = pq.ParquetFile(seg._source, metadata=seg._meta).read(columns=["t", "v"])
+        t, ints = seg.ints_all()
         sids.append(np.repeat(local, seg.count))
-        ts.append(table.column("t").to_numpy())
-        vs.append(table.column("v").to_numpy())
+        ts.append(t)
+        vs.append(ints)
         scales.append((local, seg.scale))
     series = list(ids)
     scale = np.full(len(series), -2, np.int64)  # -2: not seen yet
@@ -122,33 +125,53 @@ def merge_segments(run: list[Segment]) -> Prepared:
 
 def write_segment(directory: Path, lo: int, hi: int, series: list[Series], sid: np.ndarray,
                   t: np.ndarray, v: np.ndarray, *, row_group_size: int = 1 << 20,
-                  compression_level: int = COMPRESSION_LEVEL) -> Segment:
+                  compression_level: int = COMPRESSION_LEVEL, fmt: int | None = None) -> Segment:
     """Sort, deduplicate, encode and durably write rows (``sid`` indexes ``series``) as a segment.
 
     The file is written under a temporary name, fsynced, renamed and the folder fsynced, so a
     crash leaves either no segment or a whole one (temporary files are deleted at start).
     """
     return write_prepared(directory, lo, hi, prepare(series, sid, t, v), row_group_size=row_group_size,
-                          compression_level=compression_level)
+                          compression_level=compression_level, fmt=fmt)
 
 
 def write_prepared(directory: Path, lo: int, hi: int, p: Prepared, *, row_group_size: int = 1 << 20,
-                   compression_level: int = COMPRESSION_LEVEL) -> Segment:
-    """Durably write prepared rows as the segment ``<lo>-<hi>`` (see :func:`write_segment`)."""
+                   compression_level: int = COMPRESSION_LEVEL, fmt: int | None = None) -> Segment:
+    """Durably write prepared rows as the segment ``<lo>-<hi>`` (see :func:`write_segment`) in
+    format ``fmt`` (default ``segment.FORMAT``, 2; 1 is the format before residuals, still read)."""
+    fmt = _segment.FORMAT if fmt is None else fmt
     starts = p.starts
     ends = starts + p.count - 1
     summary = {"series": p.series, "count": p.count, "first_t": p.t[starts], "last_t": p.t[ends],
-               "first_v": p.first_v, "last_v": p.last_v, "scale": p.scale}
-    table = _table(p.series, p.count, p.t, p.ints, p.scale)
+               "first_v": p.first_v, "last_v": p.last_v, "scale": p.scale, "fmt": fmt}
+    if fmt >= 2:
+        coded = residual.encode(p.ints, p.t, p.count, p.series, p.scale)
+        w = residual.width(coded.r)
+        rt, step = residual.encode_t(p.t, p.count)
+        wt = residual.width(rt)
+        summary.update(mode=coded.mode, partner=coded.partner, dict_n=coded.dict_n, first_x=coded.first, last_x=coded.last, width=w,
+                       step=step, t_width=wt)
+        n = len(p.t)
+        bounds = np.append(np.arange(0, n, row_group_size), n)
+        summary["rg_t"] = p.t[bounds[:-1]]
+        cols = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(residual.pack(r, bounds,
+                                                                                                       width))])
+                for r, width in ((rt, wt), (coded.r, w))]
+        table = pa.table([*cols, pa.array(coded.aux, pa.int64())], schema=schema(wt, w))
+        options = {"use_dictionary": ["aux"], "write_statistics": False,
+                   "column_encoding": {"t": "PLAIN", "v": "PLAIN"}}
+    else:
+        table = _table(p.series, p.count, p.t, p.ints, p.scale)
+        options = {"use_dictionary": _DICT_COLUMNS, "write_statistics": ["probe", "metric", "t"],
+                   "column_encoding": {"t": "DELTA_BINARY_PACKED", "v": "DELTA_BINARY_PACKED"}}
     final = directory / segment_name(lo, hi)
     tmp = directory / f".tmp-{final.name}"
     try:
         with open(tmp, "wb") as f:
             with pq.ParquetWriter(
-                f, _SCHEMA, compression="zstd", compression_level=compression_level,
-                use_dictionary=_DICT_COLUMNS, write_statistics=["probe", "metric", "t"],
-                column_encoding={"t": "DELTA_BINARY_PACKED", "v": "DELTA_BINARY_PACKED"},
+                f, table.schema, compression="zstd", compression_level=compression_level,
                 store_schema=False,  # the schema blob would cost ~0.5 kB per segment
+                **options,
             ) as writer:
                 writer.write_table(table, row_group_size=row_group_size)
                 writer.add_key_value_metadata({SUMMARY_KEY: _pack_summary(summary)})
@@ -160,7 +183,12 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared, *, row_group_
         tmp.unlink(missing_ok=True)
         raise StoreError(f"{final}: cannot write segment: {exc}. Check free space and permissions "
                          "(the samples stay in the write-ahead log)") from exc
-    return Segment.open(final)
+    seg = Segment.open(final)
+    if fmt >= 2 and not np.array_equal(seg.rg_bounds, bounds):  # the byte planes are cut by row group
+        final.unlink()
+        raise StoreError(f"{final}: Parquet cut the row groups at {seg.rg_bounds[:4].tolist()}..., not every "
+                         f"{row_group_size} rows; the segment was not written (a bug: please report it)")
+    return seg
 
 
 def _table(series: list[Series], count: np.ndarray, t: np.ndarray, ints: np.ndarray,
