@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_api_helpers import (
+from test_api_helpers import (  # noqa: F401  (fixtures)
     CONFIG,
     CONST_COUNTER_J,
     FROM_S,
@@ -21,8 +21,10 @@ from test_api_helpers import (
     T_END,
     TO_S,
     TX_B,
+    client,
     client_for,
     open_store,
+    store,
     topology,
 )
 
@@ -41,18 +43,6 @@ from wattsight.web.summary import range_stats
 
 RANGE = f"from={FROM_S}&to={TO_S}"
 PRICE = CONFIG.price_per_kwh
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "store")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(store):
-    return client_for(store)
-
 
 
 def problem(r, status: int) -> str:

@@ -11,23 +11,11 @@ import pandas as pd
 import polars as pl
 import pytest
 from PIL import Image
-from test_api_helpers import FROM_S, T0, TO_S, client_for, open_store
+from test_api_helpers import FROM_S, T0, TO_S, client, client_for, open_store, store  # noqa: F401  (fixtures)
 
 from wattsight.web import export
 
 RANGE = f"from={FROM_S}&to={TO_S}"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "store")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(store):
-    return client_for(store)
 
 
 def archive(client_, query: str) -> zipfile.ZipFile:
