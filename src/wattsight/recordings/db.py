@@ -14,6 +14,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,30 @@ class RecordingsDB:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                          timeout=10.0)
             self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: recordings database of schema {version}, newer than this "
-                                 f"wattsight knows ({SCHEMA_VERSION}); upgrade wattsight")
-            self._conn.executescript(SCHEMA)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            deadline = time.monotonic() + 15.0
+            while True:  # another process opening the same file at once may hold the lock briefly
+                try:
+                    self._setup()
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the recordings database {str(self.path)!r}: {exc}; check the "
                              "folder is writable or set [recorder] database") from None
+
+    def _setup(self) -> None:
+        """WAL mode and the schema; SQLite does not wait for the lock a journal-mode change needs."""
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: recordings database of schema {version}, newer than this "
+                             f"wattsight knows ({SCHEMA_VERSION}); upgrade wattsight")
+        self._conn.executescript(SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite)."""
