@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 
@@ -35,3 +37,14 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, PurePath):
         return str(obj)
     return obj
+
+
+def fast_json(body: dict[str, Any]) -> Response:
+    """``body`` (plain lists, floats, strings: no NaN) as JSON, without FastAPI's encoder, which takes
+    about twice as long as computing a /series answer of 100,000 points; anything else goes
+    through :func:`plain` first."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = json.dumps(plain(body), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(text.encode("utf-8"), media_type="application/json")
