@@ -18,7 +18,7 @@ from .errors import ConfigError, PluginError, WattsightError
 
 EPILOG_MAIN = """\
 examples:
-  wattsight run --demo                 a simulated rack, API on http://127.0.0.1:8080
+  wattsight run --demo                 a simulated rack; web UI and API on http://127.0.0.1:8080
   wattsight run -c site.toml           every part the file configures, in one process
   wattsight run -c site.toml --role drivers      only read meters and publish
   wattsight run -c site.toml --role store,api    only store and serve
@@ -28,6 +28,10 @@ examples:
   wattsight config import-kwapi /etc/kwapi/drivers.conf > site.toml
   wattsight config from-inventory site.yaml -o site.toml   drivers and node mappings from an inventory
   wattsight check-wiring --load-cmd 'ssh {node} stress-ng --cpu 0 --timeout {seconds}s'
+  wattsight export --all --from now-1d -o day.parquet   the last day of every probe, to Parquet
+  wattsight record -- make test        the energy of a command (measured, modelled, not available)
+  wattsight report <recording-id> --png run.png   a recording's energy per step, and a plot
+  wattsight jobs import --slurm --api http://127.0.0.1:8080   jobs from sacct, for per-job energy
 
 docs: docs/ in the source tree (quick start, one page per driver and consumer)
 """
