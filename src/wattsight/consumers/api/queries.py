@@ -136,20 +136,16 @@ def traffic_report(store, catalog: Catalog, start_ms: int, end_ms: int, *, probe
                              f"(it has: {', '.join(sorted(v.metrics)) or 'no samples yet'})")
     gaps = {v.id: energy.gap_limit_ms(v.probe.period, max_gap_s) for v in views}
     keys = [(v.id, m) for v in views for m in (NET_IN, NET_OUT) if m in v.metrics]
-    pad = max(gaps.values(), default=0)
-    fast = store_energy(store, keys, start_ms, end_ms, [gaps[p] for p, _ in keys], use_rollups)
-    data = {k: None for k in keys} if fast is not None else read(store, keys, start_ms - pad, end_ms + pad)
-    answer = {**span_json(start_ms, end_ms), "probes": {}}
-    for v in views:
-        entry = answer["probes"][v.id] = {}
-        for metric in (NET_IN, NET_OUT):
-            if (v.id, metric) in data and fast is not None:
-                e = fast[(v.id, metric)]
-                entry[metric] = {"bytes": e.joules, "coverage": e.coverage, "covered_s": e.covered_ms / 1000}
-            elif (v.id, metric) in data:
-                t, b = data[(v.id, metric)]
-                e = energy.counter_increase(t, b, start_ms, end_ms, gaps[v.id], v.counter_range(metric))
-                entry[metric] = {"bytes": e.joules, "coverage": e.coverage, "covered_s": e.covered_ms / 1000}
+    amounts = store_energy(store, keys, start_ms, end_ms, [gaps[p] for p, _ in keys], use_rollups)
+    if amounts is None:  # no rollups: the counters' increases from the raw samples
+        pad = max(gaps.values(), default=0)
+        data = read(store, keys, start_ms - pad, end_ms + pad)
+        amounts = {(pid, m): energy.counter_increase(*data[(pid, m)], start_ms, end_ms, gaps[pid],
+                                                     catalog.probes[pid].counter_range(m)) for pid, m in keys}
+    answer = {**span_json(start_ms, end_ms), "probes": {v.id: {} for v in views}}
+    for (pid, metric), e in amounts.items():
+        answer["probes"][pid][metric] = {"bytes": e.joules, "coverage": e.coverage,
+                                         "covered_s": e.covered_ms / 1000}
     return answer
 
 
