@@ -43,6 +43,11 @@ class Client:
 
     def call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> dict:
         """The decoded JSON answer; ApiDown or ApiRefused otherwise."""
+        return self.request(method, path, body, params)[1]
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                params: dict | None = None) -> tuple[int, dict]:
+        """(HTTP status, decoded JSON answer); ApiDown or ApiRefused otherwise."""
         import urllib.error  # here, not at import: urllib.request pulls in ssl, email and http.client
         import urllib.request
         from urllib.parse import urlencode
@@ -59,7 +64,7 @@ class Client:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"{}")
+                return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             detail = _detail(exc)
             if exc.code >= 500:
@@ -68,6 +73,13 @@ class Client:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiDown(f"{method} {url}: {reason}") from None
+
+
+def quote(part: str) -> str:
+    """A path segment (a step name, a job id) escaped for a URL."""
+    from urllib.parse import quote as _quote
+
+    return _quote(part, safe="")
 
 
 def _detail(exc) -> str:

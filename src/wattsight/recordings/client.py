@@ -1,11 +1,10 @@
-"""What ``wattsight jobs`` needs on the client side: a small REST client and rich tables."""
+"""What ``wattsight jobs`` needs on the client side: the recorder's stdlib REST client, and rich tables."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote as _quote
 
 from .schedulers import SchedulerError
 
@@ -14,20 +13,14 @@ class ApiError(SchedulerError):
     """The wattsight API could not be reached, or refused the request (its detail is repeated)."""
 
 
-def quote(part: str) -> str:
-    """A path segment (a job id) escaped for a URL."""
-    return _quote(part, safe="")
-
-
 class Api:
-    """A wattsight API at ``url``, with an optional bearer token."""
+    """A wattsight API at ``url``, with an optional bearer token (the recorder's stdlib :class:`Client`)."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
-        import httpx
+        from ..recorder.api import Client
 
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.client = Client(url, token, timeout)
+        self.url = self.client.url
 
     @classmethod
     def from_args(cls, args) -> Api:
@@ -40,22 +33,17 @@ class Api:
                 raise ApiError(f"cannot read the token file {args.token_file!r}: {exc.strerror}") from None
         return cls(args.api, token)
 
-    def _send(self, method: str, path: str, **kw) -> tuple[int, Any]:
-        import httpx
+    def _send(self, method: str, path: str, body: dict | None = None,
+              params: dict | None = None) -> tuple[int, Any]:
+        from ..recorder.api import ApiDown, ApiRefused
 
         try:
-            r = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the wattsight API at {self.url}: {exc}; start `wattsight run` "
+            return self.client.request(method, path, body, params)
+        except ApiDown as exc:
+            raise ApiError(f"cannot reach the wattsight API at {self.url} ({exc}): start `wattsight run` "
                            "there or pass --api URL") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"detail": r.text[:200]}
-        if r.status_code >= 400:
-            detail = body.get("detail") if isinstance(body, dict) else body
-            raise ApiError(f"{method} {self.url}{path}: {r.status_code}: {detail}")
-        return r.status_code, body
+        except ApiRefused as exc:
+            raise ApiError(f"{self.url}: HTTP {exc.status}: {exc.detail}") from None
 
     def get(self, path: str, params: dict | None = None) -> Any:
         """GET ``path``: its JSON; ApiError with the API's detail on an error status."""
@@ -63,7 +51,7 @@ class Api:
 
     def post(self, path: str, body: dict) -> tuple[int, Any]:
         """POST ``body`` as JSON: (status, JSON answer); ApiError on an error status."""
-        return self._send("POST", path, json=body)
+        return self._send("POST", path, body)
 
 
 # -- printing -----------------------------------------------------------------------------------
