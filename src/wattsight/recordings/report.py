@@ -38,8 +38,7 @@ import numpy as np
 
 from .. import timeseries
 from ..consumers.api.catalog import ENERGY, POWER, Catalog, read
-from ..consumers.api.params import iso, seconds
-from ..consumers.api.queries import energy_report
+from ..consumers.api.queries import energy_report, span_json
 
 HOUR_MS, MINUTE_MS = 3_600_000, 60_000
 
@@ -57,7 +56,7 @@ def span_report(store, catalog: Catalog, probes: list[str], nodes: list[str], st
     peaks = _peaks(store, catalog, list(rep["probes"]), start_ms, end_ms)
     out_probes = {}
     for pid, e in rep["probes"].items():
-        out_probes[pid] = {**e, "cost": e["kwh"] * price, "mean_power_w": _mean(e),
+        out_probes[pid] = {**e, "mean_power_w": _mean(e),
                            "peak_power_w": peaks.peak([pid], single=True),
                            "provenance": _provenance(catalog.probes[pid], e["method"])}
     out_nodes = {}
@@ -71,7 +70,7 @@ def span_report(store, catalog: Catalog, probes: list[str], nodes: list[str], st
     coverage = min((p["coverage"] for p in out_probes.values()), default=0.0)
     covered = min((p["covered_s"] for p in out_probes.values()), default=0.0)
     return {
-        "from": seconds(start_ms), "to": seconds(end_ms), "from_iso": iso(start_ms), "to_iso": iso(end_ms),
+        **span_json(start_ms, end_ms),
         "duration_s": (end_ms - start_ms) / 1000.0,
         "energy": {"joules": joules, "kwh": joules / 3.6e6, "cost": joules / 3.6e6 * price,
                    "currency": currency, "coverage": coverage, "covered_s": covered},
