@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wattsight import energy
 from wattsight.errors import SampleError, StoreError
-from wattsight.sample import Batch, Series, wrapping_counter
+from wattsight.sample import Batch, Series, counter_range, wrapping_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import batches, pdu_trace
@@ -48,6 +49,22 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 def as_lists(got) -> list[list]:
     return [a.tolist() for a in got]
+
+
+def assert_energy_as_raw(store, series, start: int, end: int, gap: int) -> None:
+    """``store.energy()`` of ``series`` over [start, end] equals ``energy.integrate`` (gauges) or
+    ``energy.counter_increase`` (counters) on the samples ``store.read()`` returns."""
+    keys = [s.key for s in series]
+    fast = store.energy(keys, start, end, gap)
+    raw = store.read(keys, start - gap, end + gap)
+    for s in series:
+        if s.kind == "gauge":
+            want = energy.integrate(*raw[s.key], start, end, gap)
+        else:
+            want = energy.counter_increase(*raw[s.key], start, end, gap, counter_range(s.kind))
+        got = fast[s.key]
+        assert got.covered_ms == want.covered_ms, (s, start, end, gap)
+        assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
 
 
 # -- backends -----------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from store_contract import assert_energy_as_raw
 
-from wattsight import energy
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, rollup_query
 from wattsight.consumers.store.rollup import GAP_FLOOR_MS, LEVELS, NO_GAP
-from wattsight.sample import Batch, Series, counter_range
+from wattsight.sample import Batch, Series
 
 D, H, M = LEVELS["1d"], LEVELS["1h"], LEVELS["1m"]
 DAY0 = 1_767_225_600_000  # a day edge
@@ -53,19 +53,9 @@ def build(path, data) -> Store:
 
 
 def check(store: Store, ranges, gaps=GAPS) -> None:
-    keys = [s.key for s in ALL]
     for start, end in ranges:
         for gap in gaps:
-            fast = store.energy(keys, start, end, gap)
-            raw = store.read(keys, start - gap, end + gap)
-            for s in ALL:
-                if s.kind == "gauge":
-                    want = energy.integrate(*raw[s.key], start, end, gap)
-                else:
-                    want = energy.counter_increase(*raw[s.key], start, end, gap, counter_range(s.kind))
-                got = fast[s.key]
-                assert got.covered_ms == want.covered_ms, (s, start, end, gap)
-                assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
+            assert_energy_as_raw(store, ALL, start, end, gap)
 
 
 def ranges(seed: int, n: int) -> list[tuple[int, int]]:

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from store_contract import assert_energy_as_raw
 
 from wattsight import energy, timeseries
 from wattsight.config import StoreConfig
@@ -250,20 +251,10 @@ def test_energy_with_samples_on_and_next_to_minute_edges(tmp_path):
     data = {POWER: (t, np.round(rng.uniform(100, 400, len(t)), 1)),
             ENERGY: (t, np.mod(np.cumsum(rng.uniform(0, 60, len(t))), WRAP))}
     feed(store, data, pieces=3)
-    keys = [s.key for s in data]
     for _ in range(60):
         i, j = sorted(rng.integers(1, 199, 2).tolist())
         start = int(edges[i]) + int(rng.integers(-2, 3))
         end = int(edges[j] if j > i else edges[i] + 60_000 * int(rng.integers(1, 90))) + int(rng.integers(-2, 3))
         for gap in (2_000, 5_000, 3_000_000):
-            fast = store.energy(keys, start, end, gap)
-            raw = store.read(keys, start - gap, end + gap)
-            for s in data:
-                if s.kind == "gauge":
-                    want = energy.integrate(*raw[s.key], start, end, gap)
-                else:
-                    want = energy.counter_increase(*raw[s.key], start, end, gap, counter_range(s.kind))
-                got = fast[s.key]
-                assert got.covered_ms == want.covered_ms, (s, start, end, gap)
-                assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
+            assert_energy_as_raw(store, list(data), start, end, gap)
     store.close()
