@@ -43,6 +43,7 @@ trace as one batch (for small traces).  Everything is vectorised across nodes.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 
 import numpy as np
@@ -187,6 +188,18 @@ def emit(figure: str, value: float, unit: str, engine: str, **extra) -> None:
 
     print(json.dumps({"figure": figure, "value": round(float(value), 4), "unit": unit,
                       "engine": engine, **extra}), flush=True)
+
+
+def parse_with_format(ap, note: str = "") -> argparse.Namespace:
+    """``ap.parse_args()`` with a ``--format`` option (1 or 2, default ``segment.FORMAT``): the
+    segment format the store writes, set in ``segment.FORMAT`` for the rest of the run."""
+    from wattsight.consumers.store import segment
+
+    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
+                    help=f"the segment format the store writes (1: scaled integers, before residuals{note})")
+    args = ap.parse_args()
+    segment.FORMAT = args.format
+    return args
 
 
 def dummy_rack_config(path, *, site: str, endpoint: str, secret: str, store, count: int, burst: int,

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import batches, emit, pdu_trace
+from bench.common import batches, emit, parse_with_format, pdu_trace
 from wattsight.codec import encode_batch
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, segment
@@ -155,10 +155,7 @@ def main() -> None:
     ap.add_argument("--flush-every", type=int, default=60, help="seconds of data per flush (steady state)")
     ap.add_argument("--only", choices=["duckdb", "segment", "store", "parquet-float"], action="append")
     ap.add_argument("--quick", action="store_true", help="one hour instead of one day (a smoke run)")
-    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
-                    help="the segment format the Store writes (1: before residuals; the segment figures show both)")
-    args = ap.parse_args()
-    segment.FORMAT = args.format
+    args = parse_with_format(ap, "; the segment figures show both")
     if args.quick:
         args.seconds = min(args.seconds, 3600)
     batch = pdu_trace(args.probes, args.seconds, args.seed, jitter_ms=args.jitter_ms)

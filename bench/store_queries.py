@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import T0_MS, emit
+from bench.common import T0_MS, emit, parse_with_format
 from wattsight import energy, timeseries
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, rollup_query, segment
@@ -179,10 +179,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, help="keep the store here; a store already there is queried as is "
                     "(built with the same --probes/--days), without generating the trace again")
     ap.add_argument("--no-raw", action="store_true", help="only the rollup queries (no raw comparison)")
-    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
-                    help="the segment format the store writes (1: scaled integers, before residuals)")
-    args = ap.parse_args()
-    segment.FORMAT = args.format
+    args = parse_with_format(ap)
     probes, days = (50, 2) if args.quick else (args.probes, args.days)
     if args.store:
         run(probes, days, args.store, not args.no_raw)

@@ -45,7 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import Rack, batches, emit
+from bench.common import Rack, batches, emit, parse_with_format
 from bench.figures import machine
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, segment
@@ -288,10 +288,7 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--quick", action="store_true", help="20 nodes x 2 h, baselines on 10 nodes x 1 h")
-    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
-                    help="the segment format the store writes (1: scaled integers, before residuals)")
-    args = ap.parse_args()
-    segment.FORMAT = args.format
+    args = parse_with_format(ap)
     if args.quick:
         args.runs, args.baseline = "20x0.0833333", "10x0.0416667"
     emit("machine", 0, "", "input", machine=machine(), runs=args.runs, baseline=args.baseline,
