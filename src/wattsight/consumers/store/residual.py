@@ -28,10 +28,13 @@ product rounded to an integer, the same on every IEEE machine.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
+
+from .sorting import starts_of
 
 RAW, DELTA, DICT, PARTNER = 0, 1, 2, 3
 BLOCK = 128
@@ -127,7 +130,7 @@ def encode(x: np.ndarray, t: np.ndarray, count: np.ndarray, series, scale: np.nd
            dictionaries: bool = True) -> Coded:
     """Residuals of the int64 column ``x`` (rows sorted by series then t; ``count`` rows per series)."""
     n, ns = len(x), len(count)
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     nonempty = count > 0
     st = starts[nonempty]
     d = np.zeros_like(x)
@@ -229,7 +232,7 @@ def decode(r: np.ndarray, aux: np.ndarray | None, t: np.ndarray, count: np.ndarr
     n = len(r)
     if not n or not mode.any():
         return r.copy()
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     u = r
     dm = np.flatnonzero(dict_n > 0)
     if len(dm):
@@ -298,7 +301,7 @@ def encode_t(t: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     usual step, 0 on first rows; the usual step per series: the median of its first 64 steps).
     A meter read on the tick costs ~0 bits, one stamped on reply its jitter."""
     n, ns = len(t), len(count)
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     dt = np.zeros(n, np.int64)
     if n:
         np.subtract(t[1:], t[:-1], out=dt[1:])
@@ -306,8 +309,8 @@ def encode_t(t: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(1, 65)
     rows = np.minimum(starts[:, None] + k[None, :], max(n - 1, 0))
     sample = np.where(k[None, :] < count[:, None], dt[rows] if n else 0, np.nan).astype(np.float64)
-    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian: all-NaN for a series of one row
         step = np.nan_to_num(np.nanmedian(sample, axis=1) if ns else np.zeros(0)).astype(np.int64)
     r = zigzag(dt - np.repeat(step, count))
     r[starts[count > 0]] = 0
@@ -318,7 +321,7 @@ def decode_t(r: np.ndarray, count: np.ndarray, step: np.ndarray, first_t: np.nda
              last_t: np.ndarray | None) -> np.ndarray:
     """The times :func:`encode_t` coded (``first_t``, ``last_t`` per series; ``last_t`` None when the
     series may be cut short)."""
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     dt = unzigzag(r)
     if len(step) and (step == step[0]).all():
         dt += step[0]

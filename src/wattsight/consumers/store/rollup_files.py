@@ -35,6 +35,7 @@ from ...sample import counter_range, is_counter
 from . import rollup as ru
 from .files import atomic_write, file_size
 from .segment import fsync_dir
+from .sorting import starts_of
 
 Key = tuple[str, str]
 M, H, D = ru.LEVELS["1m"], ru.LEVELS["1h"], ru.LEVELS["1d"]
@@ -214,7 +215,7 @@ class Rollups:
             return True
         if len(np.unique(kids)) != len(kids):  # two series of one key: their rows interleave
             return False
-        starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        starts = starts_of(count)
         if np.any(t[starts] <= self.hi_t[kids]):  # a late or repeated sample: recompute from raw
             return False
         counter, wrap = self.counter, self.wrap

@@ -27,8 +27,8 @@ dictionary columns probe, metric, unit, kind, provenance, scale per row, and ``v
 integers themselves (DELTA_BINARY_PACKED).
 
 The key-value metadata ``wattsight.summary`` keeps, per series in row order: count, first/last
-t, first/last v and scale, and in format 2 the residual mode, partner, dictionary size and first
-integer (zstd'd msgpack of packed arrays).  The store keeps that summary and the row-group
+t, first/last v and scale, and in format 2 the residual mode, partner, dictionary size, first/last
+integer and usual step, plus each row group's first time (zstd'd msgpack of packed arrays).  The store keeps that summary and the row-group
 boundaries in memory, so a read opens only the segments and row groups that hold the asked
 series (from their first row) and times.
 """
@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from ...errors import StoreError
 from ...sample import Series
 from . import residual
-from .sorting import sort_ranked, sort_rows  # noqa: F401 - part of this module's interface
+from .sorting import sort_ranked, sort_rows, starts_of  # noqa: F401 - part of this module's interface
 
 MAX_SCALE = 6
 COMPRESSION_LEVEL = 9
@@ -129,7 +129,7 @@ def scale_values(v: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndar
             rows = np.flatnonzero(~keep) if rows is None else rows[~keep]
             vv = vv[~keep]
             pending = pending[~good]
-            st = np.concatenate([[0], np.cumsum(counts[pending])[:-1]]).astype(np.int64)
+            st = starts_of(counts[pending])
     return scale, ints
 
 
@@ -306,7 +306,7 @@ class Segment:
                               self.last_t[need] if whole else None)
         x = residual.decode(r[sel], aux[sel], t, count, self.mode[need], partner, self.dict_n[need],
                             self.first_x[need], self.last_x[need] if whole else None)
-        starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        starts = starts_of(count)
         return (x, t), dict(zip(need, starts.tolist()))
 
     def ints_all(self) -> tuple[np.ndarray, np.ndarray]:

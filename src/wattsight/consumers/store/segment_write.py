@@ -31,6 +31,7 @@ from .segment import (
     sort_ranked,
     to_scaled,
 )
+from .sorting import starts_of
 
 
 @dataclass
@@ -49,21 +50,27 @@ class Prepared:
 
     @property
     def starts(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.count)[:-1]]).astype(np.int64)
+        return starts_of(self.count)
 
 
 def prepare(series: list[Series], sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> Prepared:
     """Sort by (series name, t), deduplicate (last written wins) and scale rows (``sid`` indexes ``series``)."""
     used = np.flatnonzero(np.bincount(sid, minlength=len(series)))
-    by_name = sorted(used.tolist(), key=lambda i: series[i].as_tuple())
-    rank = np.zeros(len(series), np.int64)
-    rank[by_name] = np.arange(len(by_name))
-    keep, count, t = sort_ranked(rank[sid], t)
+    by_name, keep, count, t = _sort_by_name(series, used.tolist(), sid, t)
     v = v[keep]
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     scale, ints = scale_values(v, starts)
     return Prepared([series[i] for i in by_name], np.asarray(by_name, np.int64), count, t, ints, scale,
                     v[starts], v[starts + count - 1], v)
+
+
+def _sort_by_name(series: list[Series], used: list[int], sid: np.ndarray, t: np.ndarray):
+    """Rows (``sid`` indexes ``series``, all in ``used``) sorted by (series name, t), the last written
+    of equal (series, t) kept: (``used`` by name, kept rows, rows per series by name, their t)."""
+    by_name = sorted(used, key=lambda i: series[i].as_tuple())
+    rank = np.zeros(len(series), np.int64)
+    rank[by_name] = np.arange(len(by_name))
+    return (by_name, *sort_ranked(rank[sid], t))
 
 
 def merge_segments(run: list[Segment]) -> Prepared:
@@ -110,12 +117,9 @@ def merge_segments(run: list[Segment]) -> Prepared:
             scale[bad] = -1  # bit patterns: always exact
         vs = new_vs
     sid, t, ints = np.concatenate(sids), np.concatenate(ts), np.concatenate(vs)
-    by_name = sorted(range(len(series)), key=lambda i: series[i].as_tuple())
-    rank = np.zeros(len(series), np.int64)
-    rank[by_name] = np.arange(len(by_name))
-    keep, count, t = sort_ranked(rank[sid], t)
+    by_name, keep, count, t = _sort_by_name(series, list(range(len(series))), sid, t)
     ints = ints[keep]
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    starts = starts_of(count)
     seg_scale = scale[by_name].astype(np.int8)
     first = decode(ints[starts], seg_scale)
     last = decode(ints[starts + count - 1], seg_scale)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def starts_of(count: np.ndarray) -> np.ndarray:
+    """Where each group of rows starts (int64), for groups of ``count`` consecutive rows."""
+    return np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+
+
 def sort_rows(rank: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Row indices sorted by (rank, t), keeping only the last written row of equal (rank, t)."""
     return sort_ranked(rank, t)[0]
