@@ -83,9 +83,11 @@ nodes = ["local.node-1", "local.node-2"]
 # Free text shown in the API and UI. Default: "".
 description = "PDU 1, outlet 3"
 
-# Consumers beyond the built-in store and API come with later releases; each needs a type:
-# [consumers.metrics]
-# type = "prometheus"
+# Consumers beyond the built-in store and API (optional), each with a type listed by
+# `wattsight plugins`: remote_write or influxdb (docs/consumers/). Default: none.
+# [consumers.prometheus]
+# type = "remote_write"
+# url = "http://prometheus.example.org:9090/api/v1/write"
 
 # Drivers: one [drivers.<name>] section per meter (or group of meters). Every section has
 #   type = "<driver>"     the driver, as listed by `wattsight plugins` (required)
