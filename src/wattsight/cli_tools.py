@@ -17,6 +17,12 @@ from .errors import ConfigError
 RAW = argparse.RawDescriptionHelpFormatter
 
 
+def add_verb(sub, name: str, *, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A sub-command parser whose ``--help`` ends with ``examples`` (one command a line, kept as written)."""
+    return sub.add_parser(name, help=help, description=description,
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples), formatter_class=RAW)
+
+
 def add_commands(sub, csub) -> None:
     """Add ``check-wiring`` to the verbs ``sub`` and ``from-inventory`` to the ``config`` actions ``csub``."""
     _add_from_inventory(csub)
@@ -24,14 +30,13 @@ def add_commands(sub, csub) -> None:
 
 
 def _add_from_inventory(csub) -> None:
-    fi = csub.add_parser(
-        "from-inventory", help="generate drivers and probe mappings from an inventory YAML",
+    fi = add_verb(
+        csub, "from-inventory", help="generate drivers and probe mappings from an inventory YAML",
         description="Write a wattsight configuration from an inventory of PDUs, BMCs, nodes and switches "
                     "(docs/inventory.md): one section per device, one [probes] section per outlet or port "
                     "with the nodes it feeds, comments saying where each came from.",
-        epilog="examples:\n  wattsight config from-inventory site.yaml -o wattsight.toml\n"
-               "  wattsight config from-inventory site.yaml --bus-key /etc/wattsight/bus.key | less",
-        formatter_class=RAW)
+        examples=["wattsight config from-inventory site.yaml -o wattsight.toml",
+                  "wattsight config from-inventory site.yaml --bus-key /etc/wattsight/bus.key | less"])
     fi.add_argument("file", help="the inventory (YAML)")
     fi.add_argument("-o", "--output", help="write the configuration here (default: standard output)")
     fi.add_argument("--bus-key", default="/etc/wattsight/bus.key",
@@ -61,17 +66,15 @@ def from_inventory(args) -> int:
 
 
 def _add_check_wiring(sub) -> None:
-    w = sub.add_parser(
-        "check-wiring", help="load each node in turn and check that its probes, and only those, rise",
+    w = add_verb(
+        sub, "check-wiring", help="load each node in turn and check that its probes, and only those, rise",
         description="Load one node at a time (a command, or by hand) and check from measured power that the "
                     "probes mapped to it, and only those, rise. A probe rises when the median of its load "
                     "window exceeds the median of its baseline by max(K x its baseline noise, MIN_RISE W) "
                     "(docs/check-wiring.md). Exit code 1 if any node has a problem.",
-        epilog="examples:\n"
-               "  wattsight check-wiring --load-cmd 'ssh {node} stress-ng --cpu 0 --timeout {seconds}s'\n"
-               "  wattsight check-wiring --manual --nodes lyon.taurus-1,lyon.taurus-2 --json\n"
-               "  wattsight check-wiring -c site.toml --api http://monitor:8080 --load-cmd '...'",
-        formatter_class=RAW)
+        examples=["wattsight check-wiring --load-cmd 'ssh {node} stress-ng --cpu 0 --timeout {seconds}s'",
+                  "wattsight check-wiring --manual --nodes lyon.taurus-1,lyon.taurus-2 --json",
+                  "wattsight check-wiring -c site.toml --api http://monitor:8080 --load-cmd '...'"])
     how = w.add_mutually_exclusive_group(required=True)
     how.add_argument("--load-cmd", metavar="TEMPLATE",
                      help="command loading a node for {seconds} s; {node} (name without the site), {id}, {site}")
