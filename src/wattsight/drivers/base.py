@@ -12,6 +12,7 @@ section that ``wattsight config sample`` prints and a test loads.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, ClassVar
@@ -19,7 +20,6 @@ from typing import Annotated, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo
 
 from ..sample import Batch, Probe, check_probe_id, now_ms
-
 
 #: A file path in a driver's config: a TOML string is accepted (the config is otherwise strict,
 #: so that a quoted number such as ``period = "1"`` is an error rather than a guess).
@@ -30,6 +30,15 @@ def site_probe(name: str, site: str) -> str:
     """A probe name from a config as a probe id: ``<site>.`` put before a name that has no site;
     checked (ValueError if it is not a valid id)."""
     return check_probe_id(name if "." in name else f"{site}.{name}")
+
+
+def iso_ms(text: str) -> int:
+    """ms since the epoch of an ISO 8601 time, rounded; one without a zone is taken as UTC.
+    ValueError if ``text`` is not one (TypeError if it is not a string)."""
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return round(when.timestamp() * 1000)
 
 
 def from_config_folder(path: Path | None, info: ValidationInfo) -> Path | None:

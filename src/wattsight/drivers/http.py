@@ -9,7 +9,6 @@ client with keep-alive, built on the first read.  :class:`~.httpclient.HttpClien
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import MeterReplyError
 from ..sample import Batch, Probe, Sample, now_ms
 from . import jsonpath
-from .base import Driver, site_probe
+from .base import Driver, iso_ms, site_probe
 from .httpclient import HttpClientConfig, HttpFetcher, safe_url
 
 __all__ = ["HttpClientConfig", "HttpFetcher", "HttpJsonConfig", "HttpJsonDriver", "safe_url"]
@@ -187,12 +186,9 @@ def stamp_ms(raw: Any, fmt: str) -> int:
         if not isinstance(raw, str):
             raise ValueError(f"is {jsonpath.describe(raw)}, not an ISO 8601 string")
         try:
-            when = dt.datetime.fromisoformat(raw)
+            return iso_ms(raw)
         except ValueError:
             raise ValueError(f"is {raw!r}, not an ISO 8601 time such as 2024-05-01T12:00:00.250Z") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return round(when.timestamp() * 1000)
     x = number(raw)
     return round(x if fmt == "unix_ms" else x * 1000)
 

@@ -20,13 +20,13 @@ with the iLO's own timestamps. Outlets of a rack PDU: ``PowerWatts.Reading`` and
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..errors import MeterReplyError
+from .base import iso_ms
 from .redfish_http import NotFound
 
 ROOT = "/redfish/v1/"
@@ -287,12 +287,9 @@ def value(doc: dict, src: Source, *, limit: float | None, probe: str) -> float:
 def parse_time(text, *, where: str, probe: str) -> int:
     """ms since the epoch of an ISO 8601 time; one without a zone is taken as UTC."""
     try:
-        t = dt.datetime.fromisoformat(text)
+        return iso_ms(text)
     except (AttributeError, TypeError, ValueError):
         raise MeterReplyError(f"{where}: Time {text!r} is not an ISO 8601 time", probe=probe) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return round(t.timestamp() * 1000)
 
 
 def history(doc: dict, path: str, *, after_ms: int, limit: float, probe: str) -> list[tuple[int, float]]:

@@ -22,11 +22,11 @@ import csv
 import json
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from ..drivers.base import iso_ms as parse_iso_ms
 from ..errors import ConfigError, SampleError
 from ..sample import METRICS, Batch, Series
 
@@ -247,13 +247,10 @@ def iso_ms(texts: list[str], line: int, path: Path) -> np.ndarray:
     out = np.empty(len(texts), np.int64)
     for i, s in enumerate(texts):
         try:
-            when = datetime.fromisoformat(s.strip())
+            out[i] = parse_iso_ms(s.strip())
         except ValueError:
             raise ConfigError(f"measured_at {s!r} is not an ISO 8601 time", file=str(path), line=line + i,
                               expected="e.g. 2024-05-01T12:00:00.000Z") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        out[i] = round(when.timestamp() * 1000)
     return out
 
 
