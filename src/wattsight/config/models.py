@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import platformdirs
 from pydantic import (
@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    Strict,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -30,7 +29,7 @@ from pydantic import (
 from .. import bus
 from ..consumers.pgstore.config import PgStoreConfig
 from ..consumers.store.retention import RetentionConfig
-from ..drivers.base import DriverConfig
+from ..drivers.base import DriverConfig, FilePath, from_config_folder
 from ..errors import BusError, ConfigError
 
 log = logging.getLogger(__package__)  # "wattsight.config", as before the module became a package
@@ -40,7 +39,7 @@ _LISTEN = re.compile(rf"^({bus.HOST}):(\d{{1,5}})$")
 KEY_HINT = "create one with `head -c 32 /dev/urandom | base64 > /etc/wattsight/bus.key` and set secret_file"
 
 #: A path field of a strict model: a TOML string is how a path is written, so it stays accepted.
-LaxPath = Annotated[Path, Strict(False)]
+LaxPath = FilePath
 
 
 def runtime_dir() -> Path:
@@ -53,13 +52,6 @@ def runtime_dir() -> Path:
 def user_data_dir() -> Path:
     """The user's wattsight data folder (the default store and bus key live there)."""
     return Path(platformdirs.user_data_dir("wattsight"))
-
-
-def _relative_to(path: Path, info: ValidationInfo) -> Path:
-    """A relative path in a file is taken from the file's folder, not the current one."""
-    base = (info.context or {}).get("base")
-    path = path.expanduser()
-    return base / path if base is not None and not path.is_absolute() else path
 
 
 def read_key(path: Path) -> bytes:
@@ -124,7 +116,7 @@ class BusConfig(_Section):
     @field_validator("secret_file")
     @classmethod
     def _check_secret_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        return None if v is None else _readable_key(_relative_to(v, info), info)
+        return None if v is None else _readable_key(from_config_folder(v, info), info)
 
     @model_validator(mode="after")
     def _one_secret(self) -> BusConfig:
@@ -159,7 +151,7 @@ class StoreConfig(_Section):
     @field_validator("path")
     @classmethod
     def _relative(cls, v: Path, info: ValidationInfo) -> Path:
-        return _relative_to(v, info)
+        return from_config_folder(v, info)
 
 
 class ApiConfig(_Section):
@@ -200,7 +192,7 @@ class RecorderConfig(_Section):
     @field_validator("database", "token_file")
     @classmethod
     def _relative(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        return None if v is None else _relative_to(v, info)
+        return from_config_folder(v, info)
 
     @field_validator("token_file")
     @classmethod

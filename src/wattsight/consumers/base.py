@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from ..config.explain import Issue, as_error, validate
-from ..drivers.base import FilePath
+from ..drivers.base import FilePath, from_config_folder
 from ..errors import ConfigError, PluginError
 from ..sample import Batch, now_ms
 from .sender import Sender
@@ -46,10 +46,7 @@ class ConsumerConfig(BaseModel):
     @classmethod
     def _relative_paths(cls, value, info: ValidationInfo):
         """A relative path (``password_file``, ``ca_file``) is taken from the configuration file's folder."""
-        base = (info.context or {}).get("base")
-        if isinstance(value, Path) and base is not None and not value.expanduser().is_absolute():
-            return Path(base) / value
-        return value.expanduser() if isinstance(value, Path) else value
+        return from_config_folder(value, info) if isinstance(value, Path) else value
 
 
 class SenderConfig(ConsumerConfig):
