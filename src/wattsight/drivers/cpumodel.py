@@ -53,8 +53,7 @@ class HostModel:
     def describe(self) -> str:
         vm = ", virtual machine" if self.virtual else ""
         return (f"{self.model_name!r}, {self.sockets} socket(s), {self.cpus} logical CPU(s){vm}: "
-                f"{self.source} "
-                f"-> idle {self.idle_watts:.1f} W, full load {self.max_watts:.1f} W")
+                f"{self.source} -> idle {self.idle_watts:.1f} W, full load {self.max_watts:.1f} W")
 
 
 def read_cpuinfo(proc: Path, opener: Opener = read_text) -> tuple[str, int, int, bool]:
@@ -93,8 +92,7 @@ def host_model(proc_root: str | Path = "/proc", *, idle_watts: float | None = No
         lo, hi = cpu_tdp.DEFAULT_IDLE_PER_CPU, cpu_tdp.DEFAULT_MAX_PER_CPU
         return HostModel(name, sockets, cpus, virtual, lo * cpus, hi * cpus,
                          f"no table entry matches: default {lo} W idle and {hi} W at full load per "
-                         "logical CPU "
-                         "(Cloud Carbon Footprint's average)")
+                         "logical CPU (Cloud Carbon Footprint's average)")
     key, tdp, threads = entry
     share = cpus / threads if virtual else float(sockets)
     how = f"this VM's {cpus} of {threads} threads" if virtual else f"{sockets} package(s)"
