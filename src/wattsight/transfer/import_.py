@@ -150,8 +150,9 @@ def store_new(store, batch: Batch) -> Counts:
     counts = Counts(read=len(batch), series=set(batch.series))
     if not len(batch):
         return counts
-    keys = list(dict.fromkeys(s.key for s in batch.series))
-    kid = np.asarray([keys.index(s.key) for s in batch.series], np.int64)[batch.sidx]
+    index = {key: i for i, key in enumerate(dict.fromkeys(s.key for s in batch.series))}
+    keys = list(index)
+    kid = np.asarray([index[s.key] for s in batch.series], np.int64)[batch.sidx]
     t, v = batch.t, batch.v
     order = np.lexsort((np.arange(len(t)), t, kid))  # by key, then time, then position: first wins
     keep = np.ones(len(t), bool)
