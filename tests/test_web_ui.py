@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from procs import Wattsight, free_port
-from web_helpers import WAIT_MS, Watch, launch, no_overflow, ready, shot, state
+from web_helpers import Watch, launch, new_page, no_overflow, ready, shot, state, wait_samples
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,7 @@ def server(tmp_path_factory):
     try:
         ws.wait_ready()
         # 30 s of samples: rates need two whole buckets (5 s each on the hour graph); screenshots show lines
-        ws.wait_for(lambda: all((p["last"] or {}).get("power", {}).get("samples", 0) >= 30
-                                for p in ws.get("/api/v1/probes")["probes"]), what="30 samples per probe")
+        wait_samples(ws, 30)
         yield ws
     finally:
         ws.stop()
@@ -65,11 +64,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(WAIT_MS)
-    yield pg
-    context.close()
+    with new_page(browser, accept_downloads=True) as pg:
+        yield pg
 
 
 def routes(ws: Wattsight) -> set[str]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from procs import Wattsight, free_port
-from web_helpers import WAIT_MS, Watch, launch, ready
+from web_helpers import Watch, configured, launch, new_page, ready, wait_samples
 
 pytestmark = pytest.mark.slow
 
@@ -23,19 +22,7 @@ SPANS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("webui-big")
-    bus = tmp / "bus"
-    bus.mkdir(mode=0o700)
-    port = free_port()
-    config = tmp / "big.toml"
-    config.write_text(f"""site = "big"
-[bus]
-endpoint = "ipc://{bus}/bus"
-secret = "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMw=="
-[store]
-path = "{tmp / 'store'}"
-[api]
-listen = "127.0.0.1:{port}"
+    with configured(tmp_path_factory.mktemp("webui-big"), "big", "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMw==", f"""\
 [drivers.rack]
 type = "dummy"
 period = 1.0
@@ -44,21 +31,13 @@ metrics = ["power"]
 pattern = "square"
 min = 90.0
 max = 260.0
-""")
-    ws = Wattsight(["-c", str(config)], tmp, listen=f"127.0.0.1:{port}")
-    try:
-        ws.wait_ready()
-        ws.wait_for(lambda: all((p["last"] or {}).get("power", {}).get("samples", 0) >= 3
-                                for p in ws.get("/api/v1/probes")["probes"]), what="3 samples per probe")
+""") as ws:
+        wait_samples(ws, 3)
         yield ws
-    finally:
-        ws.stop()
 
 
 def test_a_thousand_probes_stay_within_the_points_budget(big):
-    with launch() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(WAIT_MS)
+    with launch() as browser, new_page(browser) as page:
         watch = Watch(page)
         for period, span in SPANS.items():
             asked = []

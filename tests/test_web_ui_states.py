@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import Wattsight, free_port
-from web_helpers import WAIT_MS, Watch, launch, shot
+from web_helpers import Watch, configured, launch, new_page, shot
 
 import wattsight.web
 
@@ -29,27 +28,10 @@ ALLOWED = {"http://www.w3.org/2000/svg"}
 @pytest.fixture(scope="module")
 def empty_server(tmp_path_factory):
     """``wattsight run`` with a configuration that has no driver: no probe at all."""
-    tmp = tmp_path_factory.mktemp("webui-empty")
-    bus = tmp / "bus"
-    bus.mkdir(mode=0o700)
-    port = free_port()
-    config = tmp / "empty.toml"
-    config.write_text(f"""site = "empty"
-[bus]
-endpoint = "ipc://{bus}/bus"
-secret = "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMQ=="
-[store]
-path = "{tmp / 'store'}"
-[api]
-listen = "127.0.0.1:{port}"
-""")
-    ws = Wattsight(["-c", str(config)], tmp, listen=f"127.0.0.1:{port}")
-    try:
-        ws.wait_ready()
+    with configured(tmp_path_factory.mktemp("webui-empty"), "empty",
+                    "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMQ==") as ws:
         assert ws.get("/api/v1/probes")["count"] == 0
         yield ws
-    finally:
-        ws.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +42,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    pg.set_default_timeout(WAIT_MS)
-    yield pg
-    context.close()
+    with new_page(browser) as pg:
+        yield pg
 
 
 def test_no_probes_says_how_to_add_a_driver(page, empty_server):

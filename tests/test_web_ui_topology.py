@@ -1,6 +1,6 @@
 """The web UI on a configured rack: aliases, a node with two PSUs, a shared outlet, a price.
 
-A real ``wattsight run -c rack.toml`` with a dummy driver (constant 150 W per probe) and this
+A real ``wattsight run -c`` with a dummy driver (constant 150 W per probe) and this
 topology: ``lab.psu-a`` and ``lab.psu-b`` feed node ``lab.big-1`` (summed); ``lab.pdu-3``
 (alias ``rack1-outlet3``) feeds ``lab.small-2`` and ``lab.small-3`` (shared, marked);
 ``lab.solo-4`` feeds nothing.  Energy costs 0.25 CHF per kWh.  A second driver reads a PDU
@@ -12,27 +12,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from procs import Wattsight, free_port
-from web_helpers import WAIT_MS, Watch, launch, ready, shot
+from procs import free_port
+from web_helpers import Watch, configured, launch, new_page, ready, shot, wait_samples
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("webui-rack")
-    bus = tmp / "bus"
-    bus.mkdir(mode=0o700)
-    port = free_port()
-    config = tmp / "rack.toml"
-    config.write_text(f"""site = "lab"
-[bus]
-endpoint = "ipc://{bus}/bus"
-secret = "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMg=="
-[store]
-path = "{tmp / 'store'}"
-[api]
-listen = "127.0.0.1:{port}"
+    with configured(tmp_path_factory.mktemp("webui-rack"), "lab", "d2Vic2lnaHQtd2ViLXVpLXRlc3QtYnVzLXNlY3JldC0wMg==", f"""\
 price_per_kwh = 0.25
 currency = "CHF"
 [drivers.rack]
@@ -55,27 +43,16 @@ nodes = ["lab.big-1"]
 nodes = ["lab.small-2", "lab.small-3"]
 aliases = ["rack1-outlet3"]
 description = "PDU 1, outlet 3"
-""")
-    ws = Wattsight(["-c", str(config)], tmp, listen=f"127.0.0.1:{port}")
-    try:
-        ws.wait_ready()
-        ws.wait_for(lambda: all((p["last"] or {}).get("power", {}).get("samples", 0) >= 5
-                                for p in ws.get("/api/v1/probes")["probes"] if p["id"] != "lab.ghost-9"),
-                    what="5 samples per probe")
+""") as ws:
+        wait_samples(ws, 5, but="lab.ghost-9")
         ws.wait_for(lambda: ws.get("/api/v1/health")["status"] == "degraded", what="the dead PDU reported")
         yield ws
-    finally:
-        ws.stop()
 
 
 @pytest.fixture(scope="module")
 def page(rack):
-    with launch() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        pg = context.new_page()
-        pg.set_default_timeout(WAIT_MS)
+    with launch() as browser, new_page(browser) as pg:
         yield pg
-        context.close()
 
 
 def cells(page, table: str, row: str) -> list[str]:

@@ -1,6 +1,9 @@
 """Drive the web UI in real headless Chromium (Debian ``/usr/bin/chromium`` through Playwright).
 
 - :func:`launch` starts the browser, or skips the test when Chromium or Playwright is missing;
+- :func:`new_page` opens a page in a fresh 1280x800 context of that browser;
+- :func:`configured` starts ``wattsight run -c`` on a configuration written for the test;
+- :func:`wait_samples` waits until every probe has had some power samples;
 - :class:`Watch` collects what a page logs: console errors, uncaught exceptions, failed requests
   and every URL it asked for (to check that nothing leaves 127.0.0.1);
 - :func:`ready` waits until a page has drawn (``window.wattsight.ready``) and its legend is in;
@@ -15,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from procs import Wattsight, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +38,51 @@ def launch():
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def new_page(browser, **context):
+    """A page in a fresh 1280x800 browser context (``context``: more context options), closed on exit."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, **context)
+    page = ctx.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield page
+    finally:
+        ctx.close()
+
+
+@contextmanager
+def configured(tmp: Path, site: str, secret: str, more: str = ""):
+    """``wattsight run -c`` on a configuration of ``site`` (its own bus, store and API port), with
+    ``more`` appended after the ``[api]`` listen line (more API keys, drivers, probes); ready on
+    entry, stopped on exit."""
+    bus = tmp / "bus"
+    bus.mkdir(mode=0o700)
+    port = free_port()
+    config = tmp / f"{site}.toml"
+    config.write_text(f"""site = "{site}"
+[bus]
+endpoint = "ipc://{bus}/bus"
+secret = "{secret}"
+[store]
+path = "{tmp / 'store'}"
+[api]
+listen = "127.0.0.1:{port}"
+{more}""")
+    ws = Wattsight(["-c", str(config)], tmp, listen=f"127.0.0.1:{port}")
+    try:
+        ws.wait_ready()
+        yield ws
+    finally:
+        ws.stop()
+
+
+def wait_samples(ws: Wattsight, n: int, *, but: str | None = None) -> None:
+    """Wait until every probe (but ``but``) has had ``n`` power samples."""
+    ws.wait_for(lambda: all((p["last"] or {}).get("power", {}).get("samples", 0) >= n
+                            for p in ws.get("/api/v1/probes")["probes"] if p["id"] != but),
+                what=f"{n} samples per probe")
 
 
 class Watch:
