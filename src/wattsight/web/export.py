@@ -22,7 +22,7 @@ from ..errors import QueryError
 from ..sample import is_counter
 from .graphs import chart
 from .graphs_render import render_png
-from .selection import Selection, bucket_arrays, rates
+from .selection import Selection, bucket_arrays, rates, sample_rates
 
 MAX_ROWS = 2_000_000
 MAX_PNGS = 20
@@ -81,9 +81,7 @@ def _rows(d, step: int | None, first: int, counter: bool) -> dict[str, np.ndarra
         t, v = d
         r = np.full(len(t), np.nan)
         if counter and len(t) > 1:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                inc = np.diff(v) / (np.diff(t) / 1000.0)
-            r[1:] = np.where(inc >= 0, inc, np.nan)
+            r[1:] = sample_rates(t, v)
         return {"t_ms": t, "value": v, "rate": r}
     t, r = rates(d, step) if counter else (d["t"], np.full(len(d["t"]), np.nan))
     keep = t >= first

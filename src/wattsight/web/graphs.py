@@ -22,7 +22,7 @@ from ..consumers.api.catalog import ENERGY, NET_IN, NET_OUT, POWER, ProbeView
 from ..consumers.api.params import iso
 from ..errors import QueryError
 from .graphs_render import TOP, Chart, Curve, render_png
-from .selection import Selection, bucket_arrays, display_step, grid, rates
+from .selection import Selection, bucket_arrays, display_step, grid, has_metric, rates
 
 S, MIN, H, DAY = 1_000, 60_000, 3_600_000, 86_400_000
 #: Period name -> (length, refresh step: "now" is rounded down to it, and images are cached that long).
@@ -91,12 +91,6 @@ def load(store, views: list[ProbeView], metric: str, start_ms: int, end_ms: int,
     return Lines(t, avg, lo, hi)
 
 
-def _has(view: ProbeView, metric: str) -> bool:
-    if metric == POWER:
-        return view.energy_method is not None
-    return metric in view.metrics
-
-
 def chart(store, selection: Selection, start_ms: int, end_ms: int, width: int, *,
           probe: ProbeView | None = None, what: str = "") -> Chart:
     """The chart of a selection (stacked) or of one probe (a line with its min-max band)."""
@@ -109,7 +103,7 @@ def chart(store, selection: Selection, start_ms: int, end_ms: int, width: int, *
     curves = []
     for m in parts:
         suffix = f" {m.split('_')[1]}" if metric == "network" else ""
-        chosen = [v for v in views if _has(v, m)]
+        chosen = [v for v in views if has_metric(v, m)]
         if probe is None and len(chosen) > TOP + FINE_OTHERS and step % H:
             curves.append(_ranked(store, chosen, m, start_ms, end_ms, step, suffix))
             continue

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..consumers.api.catalog import read
 from ..consumers.api.params import MAX_MS
+from .selection import sample_rates
 
 POLL_S = 0.5
 KEEPALIVE_S = 2.0
@@ -123,9 +124,7 @@ class Feed:
         self.last_v[k] = float(v[-1])
         all_t = np.concatenate([[prev_t], t]).astype(np.float64)
         all_v = np.concatenate([[np.nan if prev_v is None else prev_v], v])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.diff(all_v) / (np.diff(all_t) / 1000.0)
-        return t, np.where(r >= 0, r, np.nan)  # a reset or wrap: no rate for that sample
+        return t, sample_rates(all_t, all_v)  # a reset or wrap: no rate for that sample
 
 
 async def stream(feed: Feed, head: dict, disconnected: Callable, *, poll_s: float = POLL_S,

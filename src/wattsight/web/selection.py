@@ -15,14 +15,13 @@ import numpy as np
 
 from .. import timeseries
 from ..consumers.api.catalog import NET_IN, NET_OUT, POWER, Catalog, ProbeView, UnknownName, read
-from ..consumers.api.queries import rolled_buckets
+from ..consumers.api.queries import ROLLUP_STEP_MS, rolled_buckets
 from ..errors import QueryError
 from ..sample import site_of
 
 #: The metrics the web UI draws; ``network`` is both directions (in above the axis, out below).
 METRICS = (POWER, NET_IN, NET_OUT)
 GRAPH_METRICS = (*METRICS, "network")
-ROLLUP_MS = 60_000
 
 
 @dataclass
@@ -113,7 +112,7 @@ def bucket_arrays(store, keys: list[tuple[str, str]], start_ms: int, end_ms: int
     """
     if not keys:
         return {}
-    if step_ms % ROLLUP_MS == 0 and hasattr(store, "buckets"):
+    if step_ms % ROLLUP_STEP_MS == 0 and hasattr(store, "buckets"):
         # a last bucket cut by the end (now) from minute rollups, not every probe's raw samples
         got = rolled_buckets(store, keys, start_ms, end_ms, step_ms) if end_ms > start_ms else {}
         return {k: got.get(k) or _empty() for k in keys}
@@ -154,6 +153,14 @@ def rates(b: dict, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
         ok = (dt <= 2 * step_ms) & (inc >= 0)
         out[1:][ok] = inc[ok] / (dt[ok] / 1000.0)
     return t, out
+
+
+def sample_rates(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A counter's rate (units/s) between each two consecutive samples, ``len(t) - 1`` values;
+    NaN where the counter went down (a reset or a wrap)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.diff(v) / (np.diff(t) / 1000.0)
+    return np.where(r >= 0, r, np.nan)
 
 
 def grid(series: dict[str, tuple[np.ndarray, np.ndarray]], start_ms: int, end_ms: int, step_ms: int
