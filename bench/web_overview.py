@@ -52,9 +52,10 @@ from wattsight.consumers.store import Store
 from wattsight.sample import Topology
 
 
-def build(store: Store, probes: int, hours: int) -> int:
-    """Store ``hours`` of the trace, flushing after each hour (segment + rollups)."""
-    trace, n = Trace(probes), 0
+def build(store: Store, trace: Trace, hours: int) -> int:
+    """Store the first ``hours`` of ``trace``, flushing after each hour (segment + rollups); the
+    number of samples.  bench/web_page.py builds its store with it too."""
+    n = 0
     for h in range(hours):
         batch = trace.hour(h)
         store.handle(batch)
@@ -149,6 +150,7 @@ def overview(store: Store, probes: int, hours: int, runs: int, every: bool = Tru
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bench/web_page.py uses it too)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -218,7 +220,7 @@ def main() -> None:
             with Store(StoreConfig(path=path, flush_interval=10**6)) as store:
                 if not reuse:
                     t = time.perf_counter()
-                    n = build(store, probes, hours)
+                    n = build(store, Trace(probes), hours)
                     emit("web_overview.build", time.perf_counter() - t, "s", "embedded", samples=n)
                 overview(store, probes, hours, args.runs, not args.no_all)
         if not args.no_live:

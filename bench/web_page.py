@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -88,15 +87,11 @@ def build(store, probes: int, hours: int, now_ms: int) -> int:
     hour "now" falls in up to now, flushed minute by minute as ``wattsight run`` does (its
     ``flush_interval`` is 60 s): the newest data sits in small segments and the minute rollups."""
     from bench.store_queries import Trace
+    from bench.web_overview import build as build_hours
     from wattsight.sample import Batch
 
-    trace, n = Trace(probes), 0
-    for h in range(hours):
-        batch = trace.hour(h)
-        store.handle(batch)
-        store.flush()
-        store.compact()
-        n += len(batch)
+    trace = Trace(probes)
+    n = build_hours(store, trace, hours)
     batch = trace.hour(hours)
     for m in range(T0_MS + hours * HOUR, now_ms + 1, MINUTE):
         keep = (batch.t >= m) & (batch.t < min(m + MINUTE, now_ms + 1))
@@ -164,13 +159,9 @@ def serve(path: Path, end_ms: int, port: int, before: Path | None = None) -> Non
         uvicorn.run(with_static(app, before), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(path: Path, end_ms: int, log: Path, before: Path | None = None) -> tuple[subprocess.Popen, str]:
+    from bench.web_overview import free_port
+
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", str(path), "--end-ms", str(end_ms), "--port", str(port)]
     cmd += ["--static-before", str(before)] if before else []
