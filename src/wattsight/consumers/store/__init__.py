@@ -90,8 +90,8 @@ class Store:
         self._segments: list[Segment] = []  # by WAL range; replaced, never changed in place
         self._problems: list[Problem] = []
         self._n = {"batches_total": 0, "flushes": 0, "merges": 0, "flush_errors": 0, "replayed_batches": 0,
-                       "replayed_samples": 0, "wal_torn": 0, "wal_corrupt": 0, "temp_files_removed": 0,
-                       "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0,
+                   "replayed_samples": 0, "wal_torn": 0, "wal_corrupt": 0, "temp_files_removed": 0,
+                   "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0,
                    "recompressions": 0}
         self._last_flush_ms: int | None = None
         self._last_retention_ms: int | None = None

@@ -12,18 +12,19 @@ DICT     DELTA, then the frequent residuals (4 times or more in the series) repl
          (``dict_n`` in the summary).  Byte counters of idle links (a few frame sizes, over and
          over) cost ~1 byte less per sample.  PARTNER residuals get a dictionary the same way
 PARTNER  DELTA minus a prediction from the differences of an earlier series of the same probe,
-         unit and kind (its *partner*, the first such series: ``network_in`` for
-         ``network_out``) at the same times: ``rint(k * partner difference)``, ``k`` fitted by
-         least squares per block of ``BLOCK`` rows (float32, in the high half of ``aux`` on the
-         block's first row; 0 where it does not help).  The two counters of a link move together (a transfer and its ACKs)
+         unit, kind and provenance, both integers (its *partner*, the first such series:
+         ``network_in`` for ``network_out``) at the same times: ``rint(k * partner
+         difference)``, ``k`` fitted by least squares per block of ``BLOCK`` rows (float32, in
+         the high half of ``aux`` on the block's first row; 0 where it does not help).  The two
+         counters of a link move together (a transfer and its ACKs)
 ======== ======================================================================================
 
 The mode of each series is the smallest by a cost estimate (:func:`plane_bits`, plus the side
-data).  The residuals of each row group are then split in byte planes, as many as
-the segment's largest residual needs (:func:`pack`: the high planes of small residuals are
-runs of zeros, the low ones hold the noise), and zstd-compressed by Parquet.  Everything is integer arithmetic modulo
-2**64 (differences of bit patterns wrap and come back exactly); the prediction is a float64
-product rounded to an integer, the same on every IEEE machine.
+data).  The residuals of each row group are then split in byte planes, as many as the
+segment's largest residual needs (:func:`pack`: the high planes of small residuals are runs of
+zeros, the low ones hold the noise), and zstd-compressed by Parquet.  Everything is integer
+arithmetic modulo 2**64 (differences of bit patterns wrap and come back exactly); the
+prediction is a float64 product rounded to an integer, the same on every IEEE machine.
 """
 
 from __future__ import annotations

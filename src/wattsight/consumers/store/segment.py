@@ -28,9 +28,9 @@ integers themselves (DELTA_BINARY_PACKED).
 
 The key-value metadata ``wattsight.summary`` keeps, per series in row order: count, first/last
 t, first/last v and scale, and in format 2 the residual mode, partner, dictionary size, first/last
-integer and usual step, plus each row group's first time (zstd'd msgpack of packed arrays).  The store keeps that summary and the row-group
-boundaries in memory, so a read opens only the segments and row groups that hold the asked
-series (from their first row) and times.
+integer and usual step, plus each row group's first time (zstd'd msgpack of packed arrays).
+The store keeps that summary and the row-group boundaries in memory, so a read opens only the
+segments and row groups that hold the asked series (from their first row) and times.
 """
 
 from __future__ import annotations

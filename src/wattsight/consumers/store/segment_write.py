@@ -153,13 +153,13 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared, *, row_group_
         w = residual.width(coded.r)
         rt, step = residual.encode_t(p.t, p.count)
         wt = residual.width(rt)
-        summary.update(mode=coded.mode, partner=coded.partner, dict_n=coded.dict_n, first_x=coded.first, last_x=coded.last, width=w,
-                       step=step, t_width=wt)
+        summary.update(mode=coded.mode, partner=coded.partner, dict_n=coded.dict_n, first_x=coded.first,
+                       last_x=coded.last, width=w, step=step, t_width=wt)
         n = len(p.t)
         bounds = np.append(np.arange(0, n, row_group_size), n)
         summary["rg_t"] = p.t[bounds[:-1]]
-        cols = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(residual.pack(r, bounds,
-                                                                                                       width))])
+        cols = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n,
+                                                     [None, pa.py_buffer(residual.pack(r, bounds, width))])
                 for r, width in ((rt, wt), (coded.r, w))]
         table = pa.table([*cols, pa.array(coded.aux, pa.int64())], schema=schema(wt, w))
         options = {"use_dictionary": ["aux"], "write_statistics": False,
