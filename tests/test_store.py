@@ -270,7 +270,7 @@ def test_a_large_tail_is_flushed_before_the_interval_is_up(tmp_path):
     samples waiting wake the flush thread at once."""
     import time
 
-    store = Store(StoreConfig(path=tmp_path / "s", flush_interval=3600.0))
+    store = open_store(tmp_path / "s")
     store.FLUSH_ROWS = 5_000
     try:
         s = Series("a.x", "power", "W")
@@ -289,7 +289,7 @@ def test_a_large_tail_is_flushed_before_the_interval_is_up(tmp_path):
 
 
 def test_a_range_that_overlapping_segments_hold_no_sample_of_reads_empty(tmp_path):
-    store = Store(StoreConfig(path=tmp_path / "s", flush_interval=3600.0))
+    store = open_store(tmp_path / "s")
     try:
         s = Series("a.x", "power", "W")
         store.handle(Batch.of_series(s, np.array([1000, 5000]), np.array([1.0, 2.0])))

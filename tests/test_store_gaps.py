@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from store_contract import assert_energy_as_raw
+from store_contract import open_embedded as open_store
 
-from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, rollup_query
 from wattsight.consumers.store.rollup import GAP_FLOOR_MS, LEVELS, NO_GAP
 from wattsight.sample import Batch, Series
@@ -44,7 +44,7 @@ def samples(seed: int, days: float = 2.25, jitter: bool = False) -> dict[Series,
 
 
 def build(path, data) -> Store:
-    store = Store(StoreConfig(path=path, flush_interval=3600))
+    store = open_store(path)
     for s, (t, v) in data.items():
         for part in np.array_split(np.arange(len(t)), 5):  # a flush per part: cells appended to
             store.handle(Batch.of_series(s, t[part], v[part]))
@@ -133,7 +133,7 @@ def test_partitions_without_gap_columns_still_give_the_raw_answers(tmp_path):
     for f in (path / "rollups").rglob("*.parquet"):
         table = pq.read_table(f)
         pq.write_table(table.drop_columns(["gap_acc", "gap_ms", "gap_dt_min", "short_max"]), f)
-    store = Store(StoreConfig(path=path, flush_interval=3600))
+    store = open_store(path)
     try:
         cells = store._rollups.read("1d", np.array([store._rollups.kid(POWER.key)]), 0, 2**62)
         assert (cells["short_max"] == cells["max_dt"]).all() and (cells["gap_dt_min"] == NO_GAP).all()

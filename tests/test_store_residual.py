@@ -4,25 +4,18 @@ segments stay readable and merge with format-2 ones, and the bench trace gets sm
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from store_contract import bits, pdu_trace
+from store_contract import open_embedded as open_store
 
-from wattsight.config import StoreConfig
-from wattsight.consumers.store import Store, residual
+from wattsight.consumers.store import residual
 from wattsight.consumers.store.segment import Segment, merge_segments, write_prepared, write_segment
 from wattsight.sample import Batch, Series
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import pdu_trace
-
 T0 = 1_767_225_600_000
-
-
-def bits(a) -> np.ndarray:
-    return np.asarray(a, np.float64).view(np.int64)
 
 
 def columns(n: int, seed: int) -> dict[Series, tuple[np.ndarray, np.ndarray]]:
@@ -162,11 +155,11 @@ def test_a_store_with_format_1_segments_reads_them_and_merges_into_format_2(tmp_
 
     cols = columns(800, 3)
     monkeypatch.setattr(segment, "FORMAT", 1)
-    with Store(StoreConfig(path=tmp_path / "s", flush_interval=3600)) as store:
+    with open_store(tmp_path / "s") as store:
         for s, (t, v) in cols.items():
             store.handle(Batch.of_series(s, t, v))
     monkeypatch.setattr(segment, "FORMAT", 2)
-    with Store(StoreConfig(path=tmp_path / "s", flush_interval=3600)) as store:
+    with open_store(tmp_path / "s") as store:
         assert [s.fmt for s in store._segments] == [1]
         for s, (t, v) in cols.items():
             store.handle(Batch.of_series(s, t + 5_000_000, v))
@@ -228,7 +221,7 @@ def test_segments_no_merge_takes_are_rewritten_in_the_cold_format(tmp_path):
     from wattsight.consumers.store import segment
 
     cols = columns(600, 9)
-    with Store(StoreConfig(path=tmp_path / "s", flush_interval=3600)) as store:
+    with open_store(tmp_path / "s") as store:
         store.MERGE_MAX_ROWS = 10  # no merge fits
         store.MERGE_FANOUT = 2
         for k in range(5):
@@ -249,7 +242,7 @@ def test_segments_no_merge_takes_are_rewritten_in_the_cold_format(tmp_path):
         assert store.compact() == 0 and [s.fmt for s in store._segments] == [2, 2, 2, 2, 1, 1]
         want = {k: (t[t < 9 * 10**7 + T0], v[t < 9 * 10**7 + T0]) for k, (t, v) in
                 store.read([s.key for s in cols], 0, 2**62).items()}
-    with Store(StoreConfig(path=tmp_path / "s", flush_interval=3600)) as again:
+    with open_store(tmp_path / "s") as again:
         after = {k: (t[t < 9 * 10**7 + T0], v[t < 9 * 10**7 + T0]) for k, (t, v) in
                  again.read([s.key for s in cols], 0, 2**62).items()}
     for s in cols:

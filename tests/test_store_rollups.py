@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 from store_contract import assert_energy_as_raw
+from store_contract import open_embedded as open_store
 
 from wattsight import energy, timeseries
-from wattsight.config import StoreConfig
 from wattsight.consumers.api.catalog import Catalog
 from wattsight.consumers.api.queries import energy_report, series_report, traffic_report
 from wattsight.consumers.store import Store
@@ -63,10 +63,6 @@ def feed(store: Store, data, pieces: int, seed: int = 0) -> None:
                 if rng.random() < 0.5:
                     store.flush()
     store.flush()
-
-
-def open_store(path) -> Store:
-    return Store(StoreConfig(path=path, flush_interval=3600))
 
 
 def expected_cells(t: np.ndarray, v: np.ndarray, size: int, kind: str) -> dict[int, tuple]:
