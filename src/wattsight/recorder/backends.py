@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api import Client, Link, Outbox
+from .api import Client, Link, Outbox, quote
 from .local import LocalMeters
 from .measurement import Measurement, combine_provenance, from_report, unavailable
 
@@ -170,7 +170,7 @@ class ApiBackend:
         self.flush()
 
     def end_step(self, rec: Recording, step: Step, measure: bool) -> Measurement | None:
-        rec.data.send(f"/steps/{_quote(step.name)}/end", {"time": step.end})
+        rec.data.send(f"/steps/{quote(step.name)}/end", {"time": step.end})
         self.flush()
         return self.measure_step(rec, step) if measure else None
 
@@ -224,9 +224,3 @@ class ApiBackend:
                 return from_report(name, s, start=start, end=end, recording=recording)
         return unavailable(name, start, end, f"the server's report has no step {name!r}", source="api",
                            recording=recording)
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")

@@ -96,7 +96,7 @@ def import_jobs(args, runner=None, fetch=None) -> int:
 
     jobs = _read_jobs(args, runner or schedulers.run_command, fetch or schedulers.fetch_json)
     if args.dry_run:
-        _print_jobs(jobs, "jobs read (not registered)")
+        client.print_jobs(jobs, "jobs read (not registered)")
         return 0
     api = client.Api.from_args(args)
     created = updated = 0
@@ -161,9 +161,14 @@ def _oar_pages(fetch, url: str, window: dict, auth, limit: int = 500) -> list[di
 
 def _ago(text: str) -> str:
     """``1d`` -> ``-1d``: a bare duration on the command line means that long ago."""
-    import re
+    from ..consumers.api.params import parse_duration_ms
+    from ..errors import QueryError
 
-    return f"-{text.strip()}" if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)\s*", text) else text
+    try:
+        parse_duration_ms(text)
+    except QueryError:
+        return text
+    return f"-{text.strip()}"
 
 
 def _zone(name: str):
@@ -189,15 +194,16 @@ def list_jobs(args) -> int:
 
     api = client.Api.from_args(args)
     params = {"limit": args.limit, **({"user": args.user} if args.user else {})}
-    _print_jobs(api.get("/api/v1/jobs", params)["jobs"], f"jobs at {api.url}")
+    client.print_jobs(api.get("/api/v1/jobs", params)["jobs"], f"jobs at {api.url}")
     return 0
 
 
 def show_job(args) -> int:
     """``jobs show``: one job's fields."""
+    from ..recorder.api import quote
     from . import client
 
-    job = client.Api.from_args(args).get(f"/api/v1/jobs/{client.quote(args.id)}")
+    job = client.Api.from_args(args).get(f"/api/v1/jobs/{quote(args.id)}")
     client.print_fields(job, f"job {job['id']}")
     return 0
 
@@ -206,17 +212,12 @@ def job_energy(args) -> int:
     """``jobs energy``: a job's energy per node (and probe), or the API's JSON."""
     import json
 
+    from ..recorder.api import quote
     from . import client
 
-    answer = client.Api.from_args(args).get(f"/api/v1/jobs/{client.quote(args.id)}/energy")
+    answer = client.Api.from_args(args).get(f"/api/v1/jobs/{quote(args.id)}/energy")
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
     client.print_energy(answer, probes=args.probes)
     return 0
-
-
-def _print_jobs(jobs: list[dict], title: str) -> None:
-    from . import client
-
-    client.print_jobs(jobs, title)
