@@ -1,15 +1,19 @@
 """A real ``wattsight run --demo`` for the recorder and recordings tests, and the demo rack's exact energy.
 
-Imported by tests/test_recorder_api.py, test_cli_record_api.py and test_recordings_demo.py (it holds no
-test itself).  The demo rack's power is a pure function of time (the dummy driver's square pattern,
+Imported by tests/test_recorder_api.py, test_cli_record_api.py, test_recordings_demo.py,
+test_recordings_docs.py and test_jobs_cli.py (it holds no test itself).  The demo rack's power is a pure function of time (the dummy driver's square pattern,
 ``config.DEMO_RACK``), so the exact energy of any probe over any span is known in closed form.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from procs import Wattsight, free_port
@@ -59,6 +63,21 @@ def on_samples() -> float:
     jumps by up to 170 W inside a second, so a boundary between samples would be off by tens of joules.
     """
     return float(math.floor(time.time()))
+
+
+def wait_started(ws: Wattsight) -> None:
+    """Until the API answers and every demo probe has a first sample (probes are listed before that)."""
+    ws.wait_ready()
+    ws.wait_for(lambda: all(p["last"] for p in ws.get("/api/v1/probes")["probes"]), 60, "the first samples")
+
+
+def run_tested_block(doc: Path, url: str) -> subprocess.CompletedProcess:
+    """The ``<!-- tested -->`` sh block of ``doc`` run by bash -euo pipefail, WATTSIGHT_URL=url, no token."""
+    block = re.search(r"<!-- tested -->\s*```sh\n(.*?)```", doc.read_text(), re.DOTALL).group(1)
+    env = {**os.environ, "WATTSIGHT_URL": url}
+    env.pop("WATTSIGHT_TOKEN", None)
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
 
 
 def wait_measured(ws: Wattsight, until_s: float) -> None:

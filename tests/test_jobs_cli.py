@@ -8,7 +8,6 @@ runs them through its real runner (a subprocess), exactly as on a login node.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from procs import Wattsight, free_port
-from recorder_helpers import analytic
+from recorder_helpers import analytic, run_tested_block, wait_started
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data" / "jobs"
@@ -56,9 +55,7 @@ def test_jobs_from_sacct_and_oarstat_get_their_energy_per_node(tmp_path):
     ws = Wattsight(["--demo", "--data-dir", str(tmp_path / "data")], tmp_path, listen=listen)
     bin_dir = tmp_path / "bin"
     try:
-        ws.wait_ready()
-        ws.wait_for(lambda: all(p["last"] for p in ws.get("/api/v1/probes")["probes"]), 60,
-                    "the first samples")
+        wait_started(ws)
         start = int(time.time()) + 1
         end = start + 5
         sacct_args = fake_command(bin_dir, "sacct", (
@@ -101,11 +98,7 @@ def test_jobs_from_sacct_and_oarstat_get_their_energy_per_node(tmp_path):
         assert "9001" in listed.stdout and "9002" in listed.stdout and "9003" not in listed.stdout
         assert "alice" in wattsight("jobs", "show", "9001", *api, bin_dir=bin_dir).stdout
 
-        block = re.search(r"<!-- tested -->\s*```sh\n(.*?)```", DOC.read_text(), re.DOTALL).group(1)
-        env = {**os.environ, "WATTSIGHT_URL": ws.url}
-        env.pop("WATTSIGHT_TOKEN", None)
-        doc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True,
-                             env=env, timeout=60, check=False)
+        doc = run_tested_block(DOC, ws.url)
         assert doc.returncode == 0, doc.stderr
         joules, nodes = doc.stdout.strip().split(" ", 1)
         assert nodes == "['demo.node-1', 'demo.node-2']"

@@ -14,17 +14,11 @@ import httpx
 import numpy as np
 import pytest
 from procs import Wattsight, free_port
-from recorder_helpers import analytic, demo_ids, rack_power_bounds, wait_measured
+from recorder_helpers import analytic, demo_ids, rack_power_bounds, wait_measured, wait_started
 
 pytestmark = pytest.mark.slow
 STEP_S = 12.0
 DOWN_S = 7.0
-
-
-def wait_started(ws: Wattsight) -> None:
-    """Until the API answers and every demo probe has a first sample (probes are listed before that)."""
-    ws.wait_ready()
-    ws.wait_for(lambda: all(p["last"] for p in ws.get("/api/v1/probes")["probes"]), 60, "the first samples")
 
 
 def post(ws: Wattsight, path: str, body: dict, status: int) -> dict:

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import ast
-import os
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from procs import Wattsight, free_port
-from recorder_helpers import analytic, interpolation_bound
+from recorder_helpers import analytic, interpolation_bound, run_tested_block, wait_started
 
 pytestmark = pytest.mark.slow
 DOC = Path(__file__).parent.parent / "docs" / "recordings.md"
-
-
-def doc_block() -> str:
-    return re.search(r"<!-- tested -->\s*```sh\n(.*?)```", DOC.read_text(), re.DOTALL).group(1)
 
 
 def test_the_curl_example_records_two_steps(tmp_path):
     listen = f"127.0.0.1:{free_port()}"
     ws = Wattsight(["--demo", "--data-dir", str(tmp_path / "data")], tmp_path, listen=listen)
     try:
-        ws.wait_ready()
-        ws.wait_for(lambda: all(p["last"] for p in ws.get("/api/v1/probes")["probes"]), 60,
-                    "the first samples")
-        env = {**os.environ, "WATTSIGHT_URL": ws.url}
-        env.pop("WATTSIGHT_TOKEN", None)
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", doc_block()], capture_output=True,
-                              text=True, env=env, timeout=60, check=False)
+        wait_started(ws)
+        done = run_tested_block(DOC, ws.url)
         assert done.returncode == 0, done.stderr
         printed = ast.literal_eval(done.stdout.strip().splitlines()[-1])
         recs = ws.get("/api/v1/recordings", scenario="web-benchmark")["recordings"]
