@@ -83,10 +83,10 @@ def cmd_record(args) -> int:
         raise ConfigError("no command to record", key="command",
                           hint="put it after --, e.g. `wattsight record -- sleep 2`")
     from .recorder import Recorder
-    from .recorder.core import environment_from_env
+    from .recorder.core import comma_list, environment_from_env
 
-    environment = ({"probes": _list(args.probes)} if args.probes
-                   else {"nodes": _list(args.nodes)} if args.nodes
+    environment = ({"probes": comma_list(args.probes)} if args.probes
+                   else {"nodes": comma_list(args.nodes)} if args.nodes
                    else {"job": args.job} if args.job else environment_from_env())
     rec = Recorder(args.api or "", args.token, environment)
     scenario = args.scenario or os.path.basename(command[0])
@@ -109,10 +109,6 @@ def _settle(rec, m, seconds: float):
         time.sleep(0.5)
         m = rec.fetch()
     return m
-
-
-def _list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _run(command: list[str], rec) -> int:

@@ -31,11 +31,16 @@ class RecorderUsageError(WattsightError, ValueError):
     """A recorder called out of order (end of a step never begun, two recordings at once)."""
 
 
+def comma_list(text: str) -> list[str]:
+    """``"a, b,"`` -> ``["a", "b"]``: a comma-separated list, empty items dropped."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def environment_from_env() -> dict | None:
     """The environment named by WATTSIGHT_PROBES, WATTSIGHT_NODES or WATTSIGHT_JOB, if one is set."""
     for var, key in (("WATTSIGHT_PROBES", "probes"), ("WATTSIGHT_NODES", "nodes")):
         if os.environ.get(var):
-            return {key: [x.strip() for x in os.environ[var].split(",") if x.strip()]}
+            return {key: comma_list(os.environ[var])}
     job = os.environ.get("WATTSIGHT_JOB")
     return {"job": job} if job else None
 
