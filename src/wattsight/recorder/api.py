@@ -24,7 +24,13 @@ BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class ApiDown(Exception):
-    """The server could not be reached or answered 5xx: worth trying again later."""
+    """The server could not be reached or answered 5xx: worth trying again later.
+
+    ``status`` is the 5xx status when the server answered, None when it could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class ApiRefused(Exception):
@@ -68,7 +74,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             detail = _detail(exc)
             if exc.code >= 500:
-                raise ApiDown(f"{method} {url}: HTTP {exc.code}: {detail}") from None
+                raise ApiDown(f"{method} {url}: HTTP {exc.code}: {detail}", exc.code) from None
             raise ApiRefused(exc.code, f"{method} {path}: {detail}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -40,6 +40,8 @@ class Api:
         try:
             return self.client.request(method, path, body, params)
         except ApiDown as exc:
+            if exc.status is not None:  # it answered: a server error, not an unreachable server
+                raise ApiError(f"{self.url}: {exc}") from None
             raise ApiError(f"cannot reach the wattsight API at {self.url} ({exc}): start `wattsight run` "
                            "there or pass --api URL") from None
         except ApiRefused as exc:
