@@ -1,7 +1,7 @@
 """``wattsight report``: a recording's (or a job's) energy as a table, and its power over time as a PNG.
 
-Data come from the server: ``GET /api/v1/recordings/{id}/report`` (or ``/api/v1/jobs/{id}`` and
-``/jobs/{id}/energy``) for the figures, ``GET /api/v1/series`` for the power curves.  The plot is a
+Data come from the server: ``GET /api/v1/recordings/{id}/report`` (or ``/api/v1/jobs/{id}/energy``,
+which holds the job) for the figures, ``GET /api/v1/series`` for the power curves.  The plot is a
 matplotlib ``Figure`` drawn by the Agg canvas (no pyplot, no display), the steps shaded in turn.
 rich and matplotlib are imported here, when the verb runs, never by the SDK.
 """
@@ -28,8 +28,8 @@ def fetch(client: Client, recording: str | None, job: str | None) -> dict:
         return {"title": f"recording {recording} ({rec.get('scenario', '?')})", "start": rec.get("start"),
                 "end": rec.get("end") or datetime.now(UTC).timestamp(),
                 "total": r.get("total") or {}, "steps": r.get("steps") or [], "raw": r}
-    meta = client.call("GET", f"/api/v1/jobs/{job}")
     energy = client.call("GET", f"/api/v1/jobs/{job}/energy")
+    meta = energy["job"]  # the job as GET /api/v1/jobs/{id} shows it
     title = f"job {job}" + (f" ({meta['name']})" if meta.get("name") else "")
     end = meta.get("end") or datetime.now(UTC).timestamp()
     return {"title": title, "start": meta.get("start"), "end": end, "total": energy, "steps": [],
