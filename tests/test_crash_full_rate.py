@@ -135,7 +135,7 @@ class Watcher(threading.Thread):
             return any(lo <= n <= hi for lo, hi in done for n in wal)
         if moment == "rollup-being-written":
             rollups = self.segments.parent / "rollups"
-            return any(name.startswith(".tmp-") for d in (rollups, *(rollups / x for x in ("1m", "1h", "1d")))
+            return any(name.startswith(".tmp-") for d in (rollups, *(rollups / x for x in ("1m", "5m", "1h", "1d")))
                        for name in _listdir(d))
         if moment == "merge-being-written":
             return any(lo <= a and b <= hi and (a, b) != (lo, hi) for lo, hi in temp for a, b in done)

@@ -58,7 +58,7 @@ def test_rules_parse_and_refuse_bad_durations():
         with pytest.raises(ValueError):
             rt.RetentionConfig(raw={"power": bad})
     with pytest.raises(ValueError):
-        rt.RetentionConfig(rollups={"5m": "1d"})
+        rt.RetentionConfig(rollups={"10m": "1d"})
 
 
 def test_retention_drops_exactly_the_old_raw_samples_and_keeps_rollups(tmp_path):
@@ -201,5 +201,5 @@ def test_storage_route(tmp_path):
     body = r.json()
     assert body["metrics"]["power"]["oldest"] == T0 / 1000 and body["metrics"]["power"]["samples"] == 2 * 1440
     assert body["metrics"]["power"]["oldest_iso"].startswith("2026-01-01")
-    assert set(body["rollups"]) == {"1m", "1h", "1d"} and body["bytes_on_disk"] > 0
+    assert set(body["rollups"]) == {"1m", "5m", "1h", "1d"} and body["bytes_on_disk"] > 0
     store.close()

@@ -183,7 +183,7 @@ def test_store_energy_and_buckets_equal_the_raw_path(tmp_path, data, budget):
                 assert got.covered_ms == want.covered_ms and got.range_ms == want.range_ms, (s, start, end)
                 assert got.joules == pytest.approx(want.joules, rel=1e-9, abs=1e-6), (s, start, end, gap)
     for start, end in _random_ranges(rng, 25):
-        for step in (60_000, 120_000, 5_400_000, 3_600_000, 86_400_000):  # 90 min: across partitions
+        for step in (60_000, 120_000, 300_000, 600_000, 1_800_000, 5_400_000, 3_600_000, 86_400_000):  # 90 min: across
             a = start - start % step
             got = store.buckets(keys, a, end, step)
             raw = store.read(keys, a, end)

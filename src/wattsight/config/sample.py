@@ -44,7 +44,7 @@ fsync = false
 # Seconds of samples kept in the write-ahead log before they are written as a segment. Default: 60.
 flush_interval = 60.0
 # How long raw samples (per metric; "*": the others) and rollup cells (per level) are kept.
-# Missing: forever. Raw samples may go while the 1 min / 1 h / 1 day rollups stay.
+# Missing: forever. Raw samples may go while the 1 min / 5 min / 1 h / 1 day rollups stay.
 # retention = { raw = { power = "30d", "*" = "forever" }, rollups = { "1m" = "90d" } }
 # backend = "postgresql": the server, the schema (one per store) and when handle() returns.
 # postgresql = { dsn = "postgresql://wattsight@db.example.org/metrics", schema = "wattsight", ack = "commit" }

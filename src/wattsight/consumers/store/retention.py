@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from . import rollup as ru
 from .segment import Segment, fsync_dir, write_segment
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w|y)\s*$")
@@ -46,7 +47,7 @@ def duration_ms(text: str) -> int | None:
 SAMPLE = """\
 [store.retention]
 raw = {power = "30d", "*" = "forever"}   # raw samples per metric ("*": the others); "forever" keeps them
-rollups = {"1m" = "90d"}                 # 1 min / 1 h / 1 d cells per level (missing: forever)
+rollups = {"1m" = "90d"}                 # 1 min / 5 min / 1 h / 1 d cells per level (missing: forever)
 interval = 3600.0                        # seconds between two retention passes
 """
 
@@ -59,7 +60,7 @@ class RetentionConfig(BaseModel):
     raw: dict[str, str] = Field(default_factory=dict, description=(
         "per metric, how long raw samples are kept ('7d', '12h', '2y', 'forever'); '*' for every "
         "metric not named; missing: forever"))
-    rollups: dict[Literal["1m", "1h", "1d"], str] = Field(default_factory=dict, description=(
+    rollups: dict[Literal["1m", "5m", "1h", "1d"], str] = Field(default_factory=dict, description=(
         "per rollup level, how long its cells are kept; missing: forever"))
     interval: float = Field(3600.0, gt=0, description="seconds between two retention passes")
 
@@ -127,7 +128,7 @@ def apply(store, now: int) -> dict:
                 fsync_dir(seg.path.parent)
             done["deleted" if new is None else "rewritten"] += 1
             done["dropped"] += dropped
-    for level in ("1m", "1h", "1d"):
+    for level in ru.LEVELS:
         keep = store.retention.rollup_ms(level)
         if keep is not None:
             done["rollup_partitions"] += store._rollups.drop_before(level, now - keep)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LEVELS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+LEVELS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 COLUMNS = {"kid": np.int64, "b": np.int64, "n": np.int64, "sum": np.float64, "min": np.float64,
            "max": np.float64, "first_t": np.int64, "first_v": np.float64, "last_t": np.int64,
            "last_v": np.float64, "acc": np.float64, "acc_ms": np.int64, "max_dt": np.int64,

@@ -2,19 +2,26 @@
 
 Layout under ``<store>/rollups``::
 
-    STATE.json                       {"covered_hi": N}: the rollups hold every segment up to WAL file N
+    STATE.json                       {"covered_hi": N, "levels": [...]}: the rollups hold every
+                                     segment up to WAL file N, in each of those levels
     1m/<partition start ms>.parquet  1 min cells of one hour   (60 per key)
+    5m/<partition start ms>.parquet  5 min cells of one day    (288 per key)
     1h/<partition start ms>.parquet  1 h cells of one day      (24 per key)
     1d/<partition start ms>.parquet  1 day cells of 30 days    (30 per key)
 
 Cells are keyed by (probe, metric), like ``Store.read``; a partition file names its keys and
 their kinds in its metadata.  :meth:`Rollups.update` recomputes the 1 min cells of the minutes
 a flush touched *from the raw samples* (so late samples and samples sent again give exactly the
-cells a full rebuild would), then the touched hours from the 1 min cells and the touched days
-from the hours.  Files are written whole under a temporary name, fsynced and renamed; STATE
-last.  A start whose STATE is behind the segments (a crash in between, or a store written
+cells a full rebuild would), then the touched 5 min cells and hours from the 1 min cells and the
+touched days from the hours.  The 5 min level serves buckets of 5, 10, 15 and 30 min (a week or
+a month on a screen) from partitions of a day: a week of 1,000 probes is 7 of them, where the
+1 min cells of that week are 168 partitions, more than the memory budget holds.
+
+Files are written whole under a temporary name, fsynced and renamed; STATE last.  A start whose STATE is behind the segments (a crash in between, or a store written
 before rollups existed) recomputes the cells of the segments it does not cover (the calls from
-the Store, at each flush and at start, are in rollup_sync.py).
+the Store, at each flush and at start, are in rollup_sync.py).  A level missing from STATE's
+``levels`` (a store written before the level existed) is built from the next finer level's
+cells at start (:meth:`Rollups.backfill`), never from the raw samples.
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ from .sorting import starts_of
 
 Key = tuple[str, str]
 M, H, D = ru.LEVELS["1m"], ru.LEVELS["1h"], ru.LEVELS["1d"]
-PART = {"1m": H, "1h": D, "1d": 30 * D}
+FIVE = ru.LEVELS["5m"]
+PART = {"1m": H, "5m": D, "1h": D, "1d": 30 * D}
 KEYS_META = b"wattsight.rollup.keys"
+OLD_LEVELS = ("1m", "1h", "1d")  # the levels of a STATE.json without "levels"
 #: read(kids, lo, hi) -> (kid, t, v) sorted by (kid, t): the raw samples of those keys in [lo, hi].
 Reader = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -69,9 +78,13 @@ class Rollups:
         self.files: dict[str, set[int]] = {lv: {int(p.stem) for p in (path / lv).glob("*.parquet")}
                                            for lv in ru.LEVELS}
         try:
-            self.covered_hi = int(json.loads((path / "STATE.json").read_text())["covered_hi"])
-        except (OSError, ValueError, KeyError):
-            self.covered_hi = 0
+            state = json.loads((path / "STATE.json").read_text())
+            self.covered_hi = int(state["covered_hi"])
+        except (OSError, ValueError, KeyError, TypeError):
+            state, self.covered_hi = {}, 0
+        #: the levels whose cells cover every segment up to covered_hi (STATE before the 5 min
+        #: level had none: 1m, 1h, 1d); the others are built by backfill()
+        self.levels = list(state.get("levels", OLD_LEVELS) if self.covered_hi else ru.LEVELS)
 
     # -- keys ------------------------------------------------------------------------------
     def kid(self, key: Key, kind: str | None = None) -> int:
@@ -199,6 +212,7 @@ class Rollups:
             kids = np.unique(np.concatenate([hour_kids[h] for h in hs]))
             lo, hi = min(hs) * H, max(hs) * H + H
             fine = self.read("1m", kids, lo, hi)
+            self._replace("5m", kids, lo, hi, ru.coarsen(fine, FIVE, self.counter, self.wrap))
             self._replace("1h", kids, lo, hi, ru.coarsen(fine, H, self.counter, self.wrap))
             fine = self.read("1h", kids, day * D, day * D + D)
             self._replace("1d", kids, day * D, day * D + D, ru.coarsen(fine, D, self.counter, self.wrap))
@@ -262,7 +276,8 @@ class Rollups:
             dirs = {self.path / level for level, _ in dirty}
             for d in dirs:
                 fsync_dir(d)
-            atomic_write(self.path / "STATE.json", json.dumps({"covered_hi": covered_hi}).encode())
+            atomic_write(self.path / "STATE.json",
+                         json.dumps({"covered_hi": covered_hi, "levels": self.levels}).encode())
         except OSError as exc:
             with self._lock:
                 self._dirty.update(dirty)
@@ -288,6 +303,32 @@ class Rollups:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         self.files[level].add(p)
+
+    def backfill(self, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
+        """Build the levels STATE does not list from the next finer level's cells, partition by
+        partition (``progress(level, done, total)`` after each), then save STATE; returns the
+        levels built.  Coarsening cells is exact (:func:`rollup.coarsen`), so the new level equals
+        one maintained since the start.  Killed half-way, it starts again at the next start."""
+        names = list(ru.LEVELS)
+        todo = [lv for lv in names if lv not in self.levels]
+        for level in todo:
+            finer, size, part = names[names.index(level) - 1], ru.LEVELS[level], PART[level]
+            starts = sorted({q // part * part for q in self.files[finer]})
+            for i, p in enumerate(starts):
+                fine = ru.concat([self._part(finer, q) or ru.empty()
+                                  for q in self._partitions(finer, p, p + part)])
+                cells = ru.sort(ru.coarsen(ru.sort(fine), size, self.counter, self.wrap))
+                with self._lock:
+                    self._parts[(level, p)] = cells
+                    self._dirty.add((level, p))
+                self.save(self.covered_hi)  # STATE still without this level: only the partition
+                if progress:
+                    progress(level, i + 1, len(starts))
+            self.levels.append(level)
+        if todo:
+            self.levels = [lv for lv in names if lv in self.levels]
+            self.save(self.covered_hi)
+        return todo
 
     # -- retention and usage ---------------------------------------------------------------
     def drop_before(self, level: str, cutoff_ms: int) -> int:

@@ -64,7 +64,12 @@ def roll(store, R: Rollups, rows, hi: int) -> None:
 
 
 def catch_up(store, R: Rollups) -> None:
-    """At start: the cells of the segments that STATE does not cover (a crash, an older store)."""
+    """At start: the levels STATE does not list (built from finer cells), then the cells of the
+    segments that STATE does not cover (a crash, an older store)."""
+    def progress(level: str, done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            log.info("%s: %s rollups built from finer cells: %d of %d partitions", R.path, level, done, total)
+    R.backfill(progress)
     for seg in store._segments:  # what the rollups hold, per key (see Rollups.append)
         if len(seg.series):
             R.note(_kids_of(store, R, store._registry.id_map(seg.series)), seg.last_t)

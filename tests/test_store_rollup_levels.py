@@ -1,0 +1,93 @@
+"""The 5 min rollup level: buckets of 5, 10 and 30 min come from its cells, and a store written
+before it existed gets it built from its 1 min cells at start (never from raw samples)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from store_contract import open_embedded as open_store
+from test_store_rollups import ALL_SERIES, HUGE, T0, check_cells, feed, trace
+
+from wattsight import timeseries
+from wattsight.consumers.store import rollup_sync
+from wattsight.consumers.store.rollup import LEVELS
+
+
+@pytest.fixture(scope="module")
+def data():
+    return trace(3, 2 * 86_400 // 8)  # 6 h: partitions of two days of the 5 min level
+
+
+def _as_older_store(root, garbage: bool) -> None:
+    """The rollups as a store written before the 5 min level left them (or killed half-way
+    through building it: one partition file of garbage, STATE still without the level)."""
+    state = json.loads((root / "rollups" / "STATE.json").read_text())
+    assert state["levels"] == list(LEVELS)
+    files = sorted((root / "rollups" / "5m").glob("*.parquet"))
+    assert files
+    for f in files:
+        f.unlink()
+    if garbage:
+        files[0].write_bytes(b"not a parquet file")
+    (root / "rollups" / "STATE.json").write_text(json.dumps({"covered_hi": state["covered_hi"]}))
+
+
+@pytest.mark.parametrize("garbage", [False, True])
+def test_an_older_store_gets_the_5m_level_from_its_1m_cells(tmp_path, data, monkeypatch, caplog, garbage):
+    store = open_store(tmp_path / "s")
+    feed(store, data, pieces=4)
+    kids = np.arange(len(store._rollups.keys))
+    before = store._rollups.read("5m", kids, -HUGE, HUGE)
+    keys = list(store._rollups.keys)
+    store.close()
+    _as_older_store(tmp_path / "s", garbage)
+
+    def no_raw(*args, **kw):
+        raise AssertionError("the 5 min level must come from the 1 min cells, not from raw samples")
+    monkeypatch.setattr(rollup_sync, "raw_columns", no_raw)
+    with caplog.at_level("INFO", logger="wattsight.store"):
+        again = open_store(tmp_path / "s")
+    monkeypatch.undo()
+    assert "5m rollups built from finer cells" in caplog.text
+    assert json.loads((tmp_path / "s" / "rollups" / "STATE.json").read_text())["levels"] == list(LEVELS)
+    R = again._rollups
+    after = R.read("5m", np.asarray([R.kid(k) for k in keys]), -HUGE, HUGE)
+    lut = np.asarray([R.kid(k) for k in keys])
+    order = np.lexsort((before["b"], lut[before["kid"]]))
+    for c, col in before.items():
+        want = lut[col] if c == "kid" else col
+        assert after[c].tolist() == want[order].tolist(), c
+    check_cells(again)
+    again.close()
+
+
+def test_buckets_of_5_10_30_min_read_the_5m_cells_only(tmp_path, data):
+    store = open_store(tmp_path / "s")
+    feed(store, data, pieces=3)
+    R = store._rollups
+    levels = []
+    read = R.read
+
+    def spy(level, *args):
+        levels.append(level)
+        return read(level, *args)
+    R.read = spy
+    keys = [s.key for s in ALL_SERIES]
+    start = (T0 // 1_800_000 + 1) * 1_800_000
+    end = int(max(data[s][0][-1] for s in ALL_SERIES))
+    raw = store.read(keys, start, end)
+    for step in (300_000, 600_000, 1_800_000):
+        levels.clear()
+        got = store.buckets(keys, start, end, step)
+        assert set(levels) == {"5m"}, (step, levels)
+        for k in keys:
+            want = timeseries.buckets(*raw[k], start, end + 1, step)
+            assert got[k]["t"].tolist() == want["t"].tolist() and got[k]["n"].tolist() == want["count"].tolist()
+            for c in ("min", "max", "last"):
+                assert got[k][c].tolist() == want[c].tolist(), (k, step, c)
+    levels.clear()
+    store.buckets(keys, start + 60_000, end, 600_000)  # not on a 5 min edge: the 1 min cells
+    assert set(levels) == {"1m"}
+    store.close()
