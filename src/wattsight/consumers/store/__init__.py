@@ -14,7 +14,7 @@ Layout of ``config.path``::
     LOCK                        held while a process has the store open
     wal/000000000042.wal        write-ahead log files (see wal.py)
     segments/<lo>-<hi>.parquet  immutable segments covering WAL files lo..hi (see segment.py)
-    rollups/<level>/<ms>.parquet  1 min / 1 h / 1 day cells, updated at each flush (rollup_files.py,
+    rollups/<level>/<ms>.parquet  1 min / 5 min / 1 h / 1 day cells, updated at each flush (rollup_files.py,
                                   rollup_sync.py)
 
 Queries whose resolution allows use the rollups (``buckets()``, ``energy()``: rollup_query.py);
