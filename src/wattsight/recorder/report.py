@@ -12,7 +12,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from .api import ApiDown, ApiRefused, Client
+from .api import ApiDown, ApiRefused, Client, quote
 
 #: Step shading colours, in turn (Okabe-Ito, colour-blind safe), and their opacity.
 SHADES = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -21,14 +21,18 @@ MAX_CURVES = 8
 
 
 def fetch(client: Client, recording: str | None, job: str | None) -> dict:
-    """``{"title", "start", "end", "total": R, "steps": [...], "currency"}`` from the server."""
+    """``{"title", "start", "end", "total": R, "steps": [...], "currency"}`` from the server.
+
+    The id is a path segment, escaped: a job id from a scheduler or a mistyped recording id
+    holding ``?``, ``#``, ``%``, a space or non-ASCII letters then names that id, not a shorter
+    one (``a?b`` is not job ``a``) nor an invalid URL."""
     if recording:
-        r = client.call("GET", f"/api/v1/recordings/{recording}/report")
+        r = client.call("GET", f"/api/v1/recordings/{quote(recording)}/report")
         rec = r.get("recording") or {}
         return {"title": f"recording {recording} ({rec.get('scenario', '?')})", "start": rec.get("start"),
                 "end": rec.get("end") or datetime.now(UTC).timestamp(),
                 "total": r.get("total") or {}, "steps": r.get("steps") or [], "raw": r}
-    energy = client.call("GET", f"/api/v1/jobs/{job}/energy")
+    energy = client.call("GET", f"/api/v1/jobs/{quote(job)}/energy")
     meta = energy["job"]  # the job as GET /api/v1/jobs/{id} shows it
     title = f"job {job}" + (f" ({meta['name']})" if meta.get("name") else "")
     end = meta.get("end") or datetime.now(UTC).timestamp()
