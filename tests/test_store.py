@@ -225,7 +225,7 @@ def test_closed_store_refuses_batches(tmp_path):
 def test_segments_read_directly_with_pandas_and_duckdb(tmp_path):
     """The docs' example (Reading segments directly) on a store whose samples were written
     twice, with odd floats: the last written wins, bits kept, through pandas and DuckDB."""
-    duckdb = pytest.importorskip("duckdb")
+    pytest.importorskip("duckdb")  # the example imports it itself
     rng = np.random.default_rng(1)
     odd = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -1e300, 1.5, 1 / 3]
     keys = [KEY, ("t.pdu-1", "ratio"), ("t.pdu-1", "odd")]
@@ -250,7 +250,8 @@ def test_segments_read_directly_with_pandas_and_duckdb(tmp_path):
         got.setdefault((probe, metric), []).append(value)
     for key, (_, v) in want.items():
         assert np.array_equal(bits(np.array(got[key])), bits(v)), key
-    assert duckdb  # the example imports it itself
+    # DuckDB's rows in its ORDER BY: keys sorted, each key's times as the store reads them
+    assert [(p, m, int(t)) for p, m, t, _ in rows] == [(*key, t) for key in sorted(want) for t in want[key][0].tolist()]
 
 
 def test_a_malformed_batch_is_refused_before_the_log(tmp_path):
