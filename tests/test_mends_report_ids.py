@@ -83,8 +83,9 @@ def test_a_recording_id_with_a_query_character_is_not_cut_short(client):
         assert caught.value.status == 404 and repr(wrong) in caught.value.detail
 
 
-@pytest.mark.xfail(strict=True, reason="the server matches /jobs/{jid} on the decoded path: %2F is a '/' "
-                                       "there, so no route takes it (the server-side diff is in the report)")
-def test_report_of_a_job_whose_id_holds_a_slash(client):
-    client.call("POST", "/api/v1/jobs", {**JOB, "id": "team/4242"})
-    assert report.fetch(client, None, "team/4242")["raw"]["job"]["id"] == "team/4242"
+def test_a_job_id_with_a_slash_is_refused_at_registration(client):
+    """A '/' cannot be told from the path's own (proxies and the server decode %2F): refused, saying so."""
+    with pytest.raises(ApiRefused) as caught:
+        client.call("POST", "/api/v1/jobs", {**JOB, "id": "team/4242"})
+    assert caught.value.status == 422, caught.value
+    assert "cannot hold '/'" in caught.value.detail and "team/4242" in caught.value.detail, caught.value.detail

@@ -76,7 +76,8 @@ class TimeIn(_Body):
 class JobIn(_Body):
     """The body of ``POST /jobs``."""
 
-    id: str = Field(min_length=1, max_length=200, description="the scheduler's job id")
+    id: str = Field(min_length=1, max_length=200,
+                    description="the scheduler's job id (no '/': it is a path segment of /api/v1/jobs/<id>)")
     nodes: list[str] = Field(min_length=1, description="the nodes the job ran on")
     start: TimeValue = Field(description="when the job started (epoch s)")
     end: TimeValue = Field(None, description="when it ended; null: still running")
@@ -85,6 +86,14 @@ class JobIn(_Body):
     state: str | None = None
     source: str | None = Field(None, description="where the job came from: rest, slurm, oar")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _no_slash(cls, v: str) -> str:
+        if "/" in v:  # %2F reaches the routes decoded: /jobs/a/b would not name this job
+            raise ValueError(f"a job id cannot hold '/' ({v!r}): it is a path segment of /api/v1/jobs/<id>; "
+                             "register it with another separator (e.g. '_')")
+        return v
 
 
 # -- dependencies ---------------------------------------------------------------------------
