@@ -10,10 +10,10 @@ import math
 import re
 from datetime import datetime, timezone
 
+from ...durations import duration_ms
 from ...errors import QueryError
 
-_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = ("ms", "s", "m", "h", "d", "w")
 _RELATIVE = re.compile(r"^\s*(?:now)?\s*-\s*(.+)$")
 _NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
 TIME_FORMS = (
@@ -27,15 +27,14 @@ MAX_MS = 253_402_300_799_999
 
 def parse_duration_ms(text: str, *, name: str = "duration") -> int:
     """``"10s"`` -> 10000: a positive duration in milliseconds."""
-    m = _DURATION.match(text or "")
-    if not m:
+    ms = duration_ms(text, _UNITS)
+    if ms is None:
         raise QueryError(f"{name}={text!r} is not a duration: use {DURATION_FORMS}")
-    ms = round(float(m.group(1)) * _UNITS_MS[m.group(2)])
     if ms <= 0:
         raise QueryError(f"{name}={text!r} is not a positive duration (at least 1ms)")
     if ms > MAX_MS:
         raise QueryError(f"{name}={text!r} is longer than any range the API can answer")
-    return int(ms)
+    return ms
 
 
 def parse_time_ms(text: str, now_ms: int, *, name: str = "time") -> int:

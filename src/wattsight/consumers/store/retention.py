@@ -17,28 +17,25 @@ Rollups are not recomputed when raw samples go: they outlive them.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...durations import duration_ms as _ms
 from . import rollup as ru
 from .segment import Segment, fsync_dir, write_segment
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w|y)\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000,
-            "w": 7 * 86_400_000, "y": 365 * 86_400_000}
-
 
 def duration_ms(text: str) -> int | None:
-    """``"7d"`` -> ms; ``"forever"`` -> None; ValueError otherwise."""
+    """``"7d"`` -> ms (:mod:`wattsight.durations`, as the API reads them, plus ``min`` and ``y``);
+    ``"forever"`` -> None; ValueError otherwise."""
     if text.strip().lower() in ("forever", "inf", "never"):
         return None
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration such as '7d', '12h', '90d', '2y' or 'forever'")
-    ms = int(float(m[1]) * _UNIT_MS[m[2]])
+    ms = _ms(text)
+    if ms is None:
+        raise ValueError(f"{text!r} is not a duration such as '7d', '12h', '90d', '2y' or 'forever' "
+                         "(units: ms, s, m or min, h, d, w, y)")
     if ms <= 0:
         raise ValueError(f"{text!r}: a retention must be positive (or 'forever')")
     return ms
