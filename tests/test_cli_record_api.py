@@ -1,4 +1,5 @@
-"""``record --api``, ``report``, the curl recipe, the pytest plugin and the docs, on a real demo server."""
+"""``record --api``, ``report``, the curl recipe and the pytest plugin, on a real demo server (the SDK's
+examples of docs/recorder.md: tests/test_recorder_docs.py)."""
 
 from __future__ import annotations
 
@@ -118,17 +119,6 @@ def test_the_curl_recipe_of_the_docs_records_two_steps(server, tmp_path):
     assert [s["name"] for s in doc["steps"]] == ["prepare", "run"]
     assert doc["recording"]["scenario"] == "shell-recipe"
     assert doc["steps"][1]["duration_s"] > doc["steps"][0]["duration_s"]  # sleep 2 against sleep 1
-
-
-def test_the_server_examples_of_the_docs_run(server, tmp_path):
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", (DOCS / "recorder.md").read_text(), re.DOTALL)
-              if "http://" in b]
-    for code in blocks:
-        code = code.replace("http://127.0.0.1:8080", server.url)
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                           timeout=120, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
-        assert "boot" in r.stdout and "ping" in r.stdout
 
 
 def test_the_pytest_plugin_sends_each_test_as_a_step(server, pytester):
