@@ -15,7 +15,12 @@ cells, as before they existed), in the same run, same answers:
   to 5 h 41.7 s before the end (edges inside minutes: raw samples there);
 - ``probe_day``: one probe's last full day at 2,000 points at most (1 min buckets);
 - ``week_100``: 100 probes over the last 7 days (or the whole span when shorter) as min/avg/max
-  buckets, 2,000 points at most per probe.
+  buckets, 2,000 points at most per probe (10 min buckets for a week: the 5 min cells).  Also timed
+  without the 5 min level (``rollup_query.BUCKET_LEVELS``: from the 1 min cells, as before it
+  existed) and cold (the rollups' partition cache emptied before each run: the first view after
+  a start), same answers;
+- ``backfill_5m``: building the 5 min level from the 1 min cells, as a store written before it
+  existed does at its first start (on a copy of the store's rollups).
 
 One JSON line per figure (``{"figure", "value", "unit", "engine", ...}``).  ``--quick``: 50
 probes x 2 days.  Without it: ``--probes 1000 --days 3`` by default (2.6e8 samples; 1000 x 30
@@ -27,9 +32,11 @@ options queries it again without generating the trace); ``--no-raw`` skips the r
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +46,8 @@ from bench.common import T0_MS, emit, parse_with_format
 from wattsight import energy, timeseries
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, rollup_query, segment
+from wattsight.consumers.store import rollup as ru
+from wattsight.consumers.store.rollup_files import OLD_LEVELS, Rollups
 from wattsight.sample import Batch, Series
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -168,7 +177,43 @@ def run(probes: int, days: int, path: Path, raw: bool = True) -> None:
             assert a == b, (name, a, b)
         emit(f"store_queries.{name}", ts * 1000, "ms", "embedded raw", **tag, **extra)
         emit(f"store_queries.{name}.speedup", ts / tf, "x", "rollups vs raw", **tag)
+    week_variants(store, queries["week_100"][0], {**tag, "step_s": week_step / 1000})
     store.close()
+    backfill(path, tag)
+
+
+def week_variants(store: Store, query, tag: dict) -> None:
+    """``week_100`` without the 5 min level, and cold, in the same run; the answers equal."""
+    want = query()
+    rollup_query.BUCKET_LEVELS = ("1m", "1h", "1d")
+    try:
+        tn, got = best(query, runs=3)
+    finally:
+        rollup_query.BUCKET_LEVELS = tuple(ru.LEVELS)
+    assert got == want, (got, want)
+    emit("store_queries.week_100", tn * 1000, "ms", "embedded+rollups, no 5 min level", **tag)
+    R = store._rollups
+
+    def cold():
+        with R._lock:
+            R._parts = OrderedDict((k, c) for k, c in R._parts.items() if k in R._dirty)
+        return query()
+    tc, got = best(cold, runs=3)
+    assert got == want, (got, want)
+    emit("store_queries.week_100", tc * 1000, "ms", "embedded+rollups, cold cache", **tag)
+
+
+def backfill(path: Path, tag: dict) -> None:
+    """Time :meth:`Rollups.backfill` of the 5 min level on a copy of the store's rollups without it."""
+    with tempfile.TemporaryDirectory(prefix="ws-bench-backfill-", dir=path.parent) as tmp:
+        copy = Path(tmp) / "rollups"
+        shutil.copytree(path / "rollups", copy, ignore=shutil.ignore_patterns("5m"))
+        R = Rollups(copy)
+        R.levels = list(OLD_LEVELS)
+        a = time.perf_counter()
+        R.backfill()
+        dt = time.perf_counter() - a
+        emit("store_queries.backfill_5m", dt, "s", "embedded", partitions=len(R.files["5m"]), **tag)
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ NO_GAP = np.iinfo(np.int64).max
 OLD_GAP_COLUMNS = {"gap_acc": 0.0, "gap_ms": 0, "gap_dt_min": NO_GAP}
 
 Cells = dict[str, np.ndarray]
+#: The columns min/avg/max/last buckets are made of (:func:`to_buckets`), besides kid and b.
+STATS = ("n", "sum", "min", "max", "first_t", "first_v", "last_t", "last_v")
 
 
 def empty() -> Cells:
@@ -64,7 +66,7 @@ def concat(parts: list[Cells]) -> Cells:
         return empty()
     if len(parts) == 1:
         return parts[0]
-    return {c: np.concatenate([p[c] for p in parts]) for c in COLUMNS}
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}  # all columns, or those read
 
 
 def take(cells: Cells, pick) -> Cells:

@@ -166,18 +166,27 @@ class Rollups:
             known = self.files[level] | {p for lv, p in self._parts if lv == level}
         return sorted(p for p in known if first <= p < hi)
 
-    def read(self, level: str, kids: np.ndarray, lo: int, hi: int) -> ru.Cells:
-        """Cells of ``level`` for ``kids`` with ``lo <= b < hi``, sorted by (kid, b)."""
+    def read(self, level: str, kids: np.ndarray, lo: int, hi: int, columns=None) -> ru.Cells:
+        """Cells of ``level`` for ``kids`` with ``lo <= b < hi``, sorted by (kid, b); only
+        ``columns`` (and kid, b) when given: a week of buckets needs 10 of the 17."""
         kids = np.asarray(kids, np.int64)
+        keep = None if columns is None else ("kid", "b", *(c for c in columns if c not in ("kid", "b")))
         parts = []
-        for p in self._partitions(level, lo, hi):
+        for p in self._partitions(level, lo, hi):  # in time order
             cells = self._part(level, p)
             if cells is None or not len(cells["kid"]):
                 continue
-            sel = np.isin(cells["kid"], kids) & (cells["b"] >= lo) & (cells["b"] < hi)
+            if keep is not None:
+                cells = {c: cells[c] for c in keep}
+            sel = np.isin(cells["kid"], kids)
+            if lo > p or hi < p + PART[level]:
+                sel &= (cells["b"] >= lo) & (cells["b"] < hi)
             if sel.any():
                 parts.append(ru.take(cells, sel))
-        return ru.sort(ru.concat(parts))
+        if len(parts) < 2:
+            return ru.concat(parts) if keep is None or parts else {c: ru.empty()[c] for c in keep}
+        cells = ru.concat(parts)  # partitions in time order, each by (kid, b): a stable sort by kid
+        return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
 
     def _replace(self, level: str, kids: np.ndarray, lo: int, hi: int, new: ru.Cells) -> None:
         """Cells of ``kids`` in [lo, hi) become ``new`` (copy on write: readers keep the old arrays)."""

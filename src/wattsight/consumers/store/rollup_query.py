@@ -35,6 +35,8 @@ _FINER = {"1d": "1h", "1h": "1m"}
 #: False: cells with a gap above the limit are never used whole (the way before the gap columns;
 #: bench/store_queries.py measures both in one run).
 USE_GAP_COLUMNS = True
+#: The levels buckets() may read (bench/store_queries.py measures a week without the 5 min level).
+BUCKET_LEVELS = tuple(ru.LEVELS)
 
 
 def _ceil(x: int, size: int) -> int:
@@ -61,14 +63,14 @@ def _hot_first(R, level: str, starts: list[int]) -> list[int]:
     return sorted(starts, key=lambda p: (p not in hot, p))
 
 
-def _read(R, level: str, kids: np.ndarray, lo: int, hi: int) -> ru.Cells:
-    """``R.read(level, kids, lo, hi)`` partition by partition, those in memory first."""
+def _read(R, level: str, kids: np.ndarray, lo: int, hi: int, columns=None) -> ru.Cells:
+    """``R.read(level, kids, lo, hi, columns)`` partition by partition, those in memory first."""
     size = PART[level]
     starts = R._partitions(level, lo, hi)  # those that exist (a range may start long before the data)
     hot = _cached(R, level)
     if all(p in hot for p in starts) or not any(p in hot for p in starts):  # the order changes nothing
-        return R.read(level, kids, lo, hi)
-    got = {p: R.read(level, kids, max(lo, p), min(hi, p + size)) for p in _hot_first(R, level, starts)}
+        return R.read(level, kids, lo, hi, columns)
+    got = {p: R.read(level, kids, max(lo, p), min(hi, p + size), columns) for p in _hot_first(R, level, starts)}
     cells = ru.concat([got[p] for p in starts])  # by partition: b ascending within each kid
     return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
 
@@ -84,7 +86,7 @@ def buckets(store, R, keys: list[Key], start_ms: int, end_ms: int, step_ms: int,
     """Per key: buckets of ``step_ms`` from ``start_ms`` over [start, end]: t, n, min, avg, max, last."""
     ok, dirty = _usable(store, R)
     kids = np.asarray([R.kid(k) for k in keys], np.int64)
-    level = next((lv for lv in reversed(ru.LEVELS) if step_ms % ru.LEVELS[lv] == 0
+    level = next((lv for lv in reversed(BUCKET_LEVELS) if step_ms % ru.LEVELS[lv] == 0
                   and start_ms % ru.LEVELS[lv] == 0), None)
     whole = start_ms
     if ok and use_rollups and level is not None:
@@ -93,7 +95,7 @@ def buckets(store, R, keys: list[Key], start_ms: int, end_ms: int, step_ms: int,
             whole = min(whole, start_ms + max(dirty - start_ms, 0) // step_ms * step_ms)
     parts = []
     if whole > start_ms:
-        parts.append(ru.to_buckets(_read(R, level, kids, start_ms, whole), start_ms, step_ms))
+        parts.append(ru.to_buckets(_read(R, level, kids, start_ms, whole, ru.STATS), start_ms, step_ms))
     if end_ms >= whole:
         pts = ru.sort(_raw(store, R, keys, kids, whole, end_ms))
         parts.append(ru.to_buckets(pts, start_ms, step_ms))
