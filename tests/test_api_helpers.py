@@ -21,11 +21,16 @@ lyon.const feeds both, so both nodes are *shared*.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from procs import free_port
 
 from wattsight.config import ApiConfig, StoreConfig
 from wattsight.consumers.api import ApiContext, create_app
@@ -101,6 +106,23 @@ BUS_STATS = {"accepted": 120, "samples": 25207, "refused": {"bad-signature": 2, 
 
 
 # Fixtures shared by the API test modules (imported there by name).
+
+@contextmanager
+def served_app(app) -> Iterator[str]:
+    """The base URL of uvicorn serving ``app`` on 127.0.0.1, in a thread of this process (stopped after)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
 
 @pytest.fixture
 def store(tmp_path):

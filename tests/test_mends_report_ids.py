@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
-from procs import free_port
-from test_api_helpers import CONFIG, T_END, open_store, topology
+from test_api_helpers import CONFIG, T_END, open_store, served_app, topology
 from test_recordings_helpers import S0, Clock, ramp_joules
 
 from wattsight.config.models import RecorderConfig
@@ -39,21 +35,12 @@ def client(tmp_path_factory):
     cfg = RecorderConfig.model_validate({})
     rec = Recorder(RecordingsDB(tmp / "recordings.sqlite"), cfg, cfg.read_token())
     ctx = ApiContext(store=store, topology=topology(), config=CONFIG, clock=Clock(T_END), recorder=rec)
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    c = Client(f"http://127.0.0.1:{server.config.port}", timeout=30)
-    for jid, decoy in ODD.items():
-        c.call("POST", "/api/v1/jobs", {**JOB, "id": jid, "name": f"the job {jid}"})
-        c.call("POST", "/api/v1/jobs", {**JOB, "id": decoy, "name": "a decoy", "start": S0 + 60})
-    yield c
-    server.should_exit = True
-    thread.join(10)
+    with served_app(create_app(ctx)) as url:
+        c = Client(url, timeout=30)
+        for jid, decoy in ODD.items():
+            c.call("POST", "/api/v1/jobs", {**JOB, "id": jid, "name": f"the job {jid}"})
+            c.call("POST", "/api/v1/jobs", {**JOB, "id": decoy, "name": "a decoy", "start": S0 + 60})
+        yield c
     store.close()
 
 

@@ -10,9 +10,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from procs import Wattsight, free_port
-from test_api_helpers import CONFIG, T_END, open_store, topology
+from test_api_helpers import CONFIG, T_END, open_store, served_app, topology
 
 from wattsight.consumers.api import ApiContext, create_app
 from wattsight.sample import Batch, Series
@@ -28,16 +27,8 @@ def served(tmp_path):
     """(url, store): uvicorn serving the app over the known store, in a thread of this process."""
     store = open_store(tmp_path / "store")
     app = create_app(ApiContext(store=store, topology=topology(), config=CONFIG, clock=lambda: T_END))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.config.port}", store
-    server.should_exit = True
-    thread.join(10)
+    with served_app(app) as url:
+        yield url, store
     store.close()
 
 
