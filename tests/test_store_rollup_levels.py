@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from store_contract import open_embedded as open_store
 from test_store_rollups import ALL_SERIES, HUGE, T0, check_cells, feed, trace
@@ -91,3 +92,22 @@ def test_buckets_of_5_10_30_min_read_the_5m_cells_only(tmp_path, data):
     store.buckets(keys, start + 60_000, end, 600_000)  # not on a 5 min edge: the 1 min cells
     assert set(levels) == {"1m"}
     store.close()
+
+
+def test_partitions_are_written_compact_and_older_ones_still_read(tmp_path, data):
+    store = open_store(tmp_path / "s")
+    feed(store, data, pieces=2)
+    store.close()
+    files = sorted((tmp_path / "s" / "rollups" / "1m").glob("*.parquet"))
+    f = pq.ParquetFile(files[0])
+    assert b"ARROW:schema" not in f.metadata.metadata  # it held the keys' metadata a second time
+    col = {f.metadata.row_group(0).column(i).path_in_schema: f.metadata.row_group(0).column(i).encodings
+           for i in range(f.metadata.num_columns)}
+    assert "BYTE_STREAM_SPLIT" in col["sum"] and "DELTA_BINARY_PACKED" in col["first_t"], col
+    for path in files:  # as the store wrote them before: Parquet's defaults
+        old = pq.ParquetFile(path)
+        table = old.read().replace_schema_metadata(old.metadata.metadata)
+        pq.write_table(table, path, compression="zstd")
+    again = open_store(tmp_path / "s")
+    check_cells(again)
+    again.close()
