@@ -12,8 +12,10 @@ from store_contract import open_embedded as open_store
 from test_store_rollups import ALL_SERIES, HUGE, T0, check_cells, feed, trace
 
 from wattsight import timeseries
+from wattsight.consumers.store import rollup as ru
 from wattsight.consumers.store import rollup_sync
 from wattsight.consumers.store.rollup import LEVELS
+from wattsight.consumers.store.rollup_files import Rollups
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,27 @@ def test_partitions_are_written_compact_and_older_ones_still_read(tmp_path, data
     again = open_store(tmp_path / "s")
     check_cells(again)
     again.close()
+
+
+def test_a_partition_whose_keys_this_process_numbers_otherwise_is_sorted_on_load(tmp_path):
+    """Files list their keys in the order of the process that wrote them; a later process may number
+    them otherwise (here: the other way round), and then a partition's rows are sorted again."""
+    M = LEVELS["1m"]
+    keys = [("p-a", "power"), ("p-b", "power")]
+    for order, part in ((keys, 0), (keys[::-1], 3_600_000)):
+        R = Rollups(tmp_path / "r")
+        kids = np.asarray([R.kid(k, "gauge") for k in order])
+        t = np.concatenate([part + np.arange(0, 5 * M, 1000)] * 2)
+        kid = np.repeat(kids, len(t) // 2)
+        o = np.lexsort((t, kid))
+        R._replace("1m", kids, part, part + 3_600_000, ru.from_raw(kid[o], t[o], np.ones(len(t)), M, R.counter, R.wrap))
+        R.save(1)
+    R = Rollups(tmp_path / "r")
+    got = R.read("1m", np.arange(2), 0, 2 * 3_600_000)  # loads the first file: its order numbers the keys
+    assert [R.keys[k] for k in np.unique(got["kid"])] == keys
+    assert np.all(np.diff(got["kid"]) >= 0) and len(got["b"]) == 20
+    for k in range(2):
+        b = got["b"][got["kid"] == k]
+        assert b.tolist() == sorted(b.tolist()) and b.min() == 0 and b.max() == 3_600_000 + 4 * M
+    part = R._part("1m", 3_600_000)  # sorted by (kid, b), as joins (append) search it
+    assert part["kid"].tolist() == [0] * 5 + [1] * 5 and part["b"].tolist() == [3_600_000 + i * M for i in range(5)] * 2

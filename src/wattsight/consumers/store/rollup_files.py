@@ -147,15 +147,18 @@ class Rollups:
                              "STATE.json to rebuild the rollups from the raw samples") from exc
         lut = np.asarray([self.kid((a, b), kind) for a, b, kind in names], np.int64)
         have = set(table.column_names)
-        cells = {c: table.column(c).to_numpy().astype(dt) for c, dt in ru.COLUMNS.items()
-                 if c != "kid" and c in have}
+        cells = {c: np.asarray(table.column(c).to_numpy(), dt) for c, dt in ru.COLUMNS.items()  # no copy:
+                 if c != "kid" and c in have}  # cells are never changed in place (copy on write)
         for c, fill in ru.OLD_GAP_COLUMNS.items():  # a partition written before the gap columns
             if c not in have:
                 cells[c] = np.full(len(cells["b"]), fill, ru.COLUMNS[c])
         if "short_max" not in have:
             cells["short_max"] = cells["max_dt"].copy()
-        cells["kid"] = lut[table.column("kid").to_numpy()] if len(lut) else np.zeros(0, np.int64)
-        return ru.sort(cells)
+        cells["kid"] = kid = lut[table.column("kid").to_numpy()] if len(lut) else np.zeros(0, np.int64)
+        dk = np.diff(kid)  # written by (kid, b): still so when this process numbers the keys alike
+        if len(kid) > 1 and not (np.all(dk >= 0) and np.all((dk > 0) | (np.diff(cells["b"]) > 0))):
+            return ru.sort(cells)
+        return cells
 
     def _evict(self) -> None:
         rows = sum(len(c["kid"]) for c in self._parts.values())
