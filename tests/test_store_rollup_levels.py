@@ -115,25 +115,53 @@ def test_partitions_are_written_compact_and_older_ones_still_read(tmp_path, data
     again.close()
 
 
-def test_a_partition_whose_keys_this_process_numbers_otherwise_is_sorted_on_load(tmp_path):
+def test_a_partition_whose_keys_this_process_numbers_otherwise_reads_and_joins_right(tmp_path):
     """Files list their keys in the order of the process that wrote them; a later process may number
-    them otherwise (here: the other way round), and then a partition's rows are sorted again."""
-    M = LEVELS["1m"]
+    them otherwise (here: the other way round).  Loaded as they are (no sort of every row), such a
+    partition still reads sorted by (kid, b), and new samples still join its cells."""
+    M, H = LEVELS["1m"], LEVELS["1h"]
     keys = [("p-a", "power"), ("p-b", "power")]
-    for order, part in ((keys, 0), (keys[::-1], 3_600_000)):
+    for order, part in ((keys, 0), (keys[::-1], H)):
         R = Rollups(tmp_path / "r")
         kids = np.asarray([R.kid(k, "gauge") for k in order])
         t = np.concatenate([part + np.arange(0, 5 * M, 1000)] * 2)
         kid = np.repeat(kids, len(t) // 2)
-        o = np.lexsort((t, kid))
-        R._replace("1m", kids, part, part + 3_600_000, ru.from_raw(kid[o], t[o], np.ones(len(t)), M, R.counter, R.wrap))
+        R._replace("1m", kids, part, part + H, ru.from_raw(kid, t, np.ones(len(t)), M, R.counter, R.wrap))
         R.save(1)
     R = Rollups(tmp_path / "r")
-    got = R.read("1m", np.arange(2), 0, 2 * 3_600_000)  # loads the first file: its order numbers the keys
+    got = R.read("1m", np.arange(2), 0, 2 * H)  # loads the first file: its order numbers the keys
     assert [R.keys[k] for k in np.unique(got["kid"])] == keys
-    assert np.all(np.diff(got["kid"]) >= 0) and len(got["b"]) == 20
-    for k in range(2):
-        b = got["b"][got["kid"] == k]
-        assert b.tolist() == sorted(b.tolist()) and b.min() == 0 and b.max() == 3_600_000 + 4 * M
-    part = R._part("1m", 3_600_000)  # sorted by (kid, b), as joins (append) search it
-    assert part["kid"].tolist() == [0] * 5 + [1] * 5 and part["b"].tolist() == [3_600_000 + i * M for i in range(5)] * 2
+    assert got["kid"].tolist() == [0] * 10 + [1] * 10
+    assert got["b"].tolist() == ([i * M for i in range(5)] + [H + i * M for i in range(5)]) * 2
+    assert R._part("1m", H)["kid"].tolist() == [1] * 5 + [0] * 5  # as written by the other process
+    # one more second in minute 4 (joined to its cell) and one in minute 5 (a new cell), per key
+    t = np.array([H + 5 * M - 500, H + 5 * M + 500] * 2)
+    assert R.append(np.arange(2), np.array([2, 2]), t, np.full(4, 2.0))
+    got = R.read("1m", np.arange(2), H, 2 * H)
+    assert got["b"].tolist() == [H + i * M for i in range(6)] * 2
+    assert got["n"].tolist() == [60] * 4 + [61, 1] + [60] * 4 + [61, 1]
+    assert got["sum"].tolist() == [60.0] * 4 + [62.0, 2.0] + [60.0] * 4 + [62.0, 2.0]
+
+
+def test_buckets_load_cold_partitions_with_their_columns_only_and_later_reads_get_all(tmp_path, data):
+    store = open_store(tmp_path / "s")
+    feed(store, data, pieces=2)
+    store.close()
+    store = open_store(tmp_path / "s")
+    R = store._rollups
+    keys = [s.key for s in ALL_SERIES]
+    start = (T0 // 1_800_000 + 1) * 1_800_000
+    end = int(max(data[s][0][-1] for s in ALL_SERIES))
+    with R._lock:
+        R._parts.clear()
+    want = store.buckets(keys, start, end, 600_000, use_rollups=False)
+    got = store.buckets(keys, start, end, 600_000)
+    loaded = [k for k in R._parts if k[0] == "5m"]
+    assert loaded and all(k in R._partial and set(R._parts[k]) == {"kid", "b", *ru.STATS} for k in loaded)
+    for k in keys:
+        assert got[k]["max"].tolist() == want[k]["max"].tolist() and got[k]["n"].tolist() == want[k]["n"].tolist()
+    kid = np.asarray([R.kid(k) for k in keys])
+    whole = R.read("5m", kid, -HUGE, HUGE)  # all columns: the partitions are loaded again, whole
+    assert set(whole) == set(ru.COLUMNS) and not any(k in R._partial for k in loaded)
+    check_cells(store)
+    store.close()

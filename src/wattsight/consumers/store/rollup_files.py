@@ -17,7 +17,8 @@ touched days from the hours.  The 5 min level serves buckets of 5, 10, 15 and 30
 a month on a screen) from partitions of a day: a week of 1,000 probes is 7 of them, where the
 1 min cells of that week are 168 partitions, more than the memory budget holds.
 
-Files are written whole under a temporary name, fsynced and renamed; STATE last.  A start whose STATE is behind the segments (a crash in between, or a store written
+Files (rollup_parquet.py) are written whole under a temporary name, fsynced and renamed; STATE
+last.  A start whose STATE is behind the segments (a crash in between, or a store written
 before rollups existed) recomputes the cells of the segments it does not cover (the calls from
 the Store, at each flush and at start, are in rollup_sync.py).  A level missing from STATE's
 ``levels`` (a store written before the level existed) is built from the next finer level's
@@ -27,19 +28,17 @@ cells at start (:meth:`Rollups.backfill`), never from the raw samples.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ...errors import StoreError
 from ...sample import counter_range, is_counter
 from . import rollup as ru
+from . import rollup_parquet as rp
 from .files import atomic_write, file_size
 from .segment import fsync_dir
 from .sorting import starts_of
@@ -48,14 +47,7 @@ Key = tuple[str, str]
 M, H, D = ru.LEVELS["1m"], ru.LEVELS["1h"], ru.LEVELS["1d"]
 FIVE = ru.LEVELS["5m"]
 PART = {"1m": H, "5m": D, "1h": D, "1d": 30 * D}
-KEYS_META = b"wattsight.rollup.keys"
 OLD_LEVELS = ("1m", "1h", "1d")  # the levels of a STATE.json without "levels"
-#: Cells sorted by (kid, b): integers as deltas, floats split in byte streams (their exponent and
-#: high bytes repeat), no dictionaries, no Arrow schema blob (it repeated the keys' metadata):
-#: 35 % smaller 1 min partitions than Parquet's defaults, and 4x faster to write (written at
-#: every flush).  Files written before read as well.
-WRITE_OPTIONS = {"use_dictionary": False, "store_schema": False, "column_encoding": {
-    c: "BYTE_STREAM_SPLIT" if dt is np.float64 else "DELTA_BINARY_PACKED" for c, dt in ru.COLUMNS.items()}}
 #: read(kids, lo, hi) -> (kid, t, v) sorted by (kid, t): the raw samples of those keys in [lo, hi].
 Reader = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -75,6 +67,7 @@ class Rollups:
         self.sid_lut: list[int] = []  # per store series id, its kid (grown by rollup_sync)
         self._lock = threading.Lock()
         self._parts: OrderedDict[tuple[str, int], ru.Cells] = OrderedDict()
+        self._partial: set[tuple[str, int]] = set()  # partitions in memory with some columns only
         self._dirty: set[tuple[str, int]] = set()
         self.broken = False  # an update failed half-way: queries use raw samples until a restart
         for level in ru.LEVELS:
@@ -122,43 +115,34 @@ class Rollups:
     def _file(self, level: str, p: int) -> Path:
         return self.path / level / f"{p}.parquet"
 
-    def _part(self, level: str, p: int) -> ru.Cells | None:
+    def _part(self, level: str, p: int, columns: tuple[str, ...] | None = None) -> ru.Cells | None:
+        """Partition ``p`` of ``level`` from memory, or loaded (then kept, least recently used out).
+
+        With ``columns``, a partition not in memory is loaded with only those (and kid, b), and
+        kept so until a call without them loads it whole: a week of buckets reads 10 of the 17
+        columns of each day's 5 min cells."""
+        key = (level, p)
         with self._lock:
-            got = self._parts.get((level, p))
-            if got is not None:
-                self._parts.move_to_end((level, p))
+            got = self._parts.get(key)
+            if got is not None and (key not in self._partial or (columns is not None and all(c in got for c in columns))):
+                self._parts.move_to_end(key)
                 return got
             if p not in self.files[level]:
-                return None
-        cells = self._load(level, p)
+                return got
+        cells = rp.load(self._file(level, p), self.kid, columns)
         with self._lock:
-            cells = self._parts.setdefault((level, p), cells)
+            cur = self._parts.get(key)
+            if cur is not None and key not in self._partial:  # loaded whole, or changed, meanwhile
+                return cur
+            self._put(key, cells, partial=columns is not None)
             self._evict()  # may drop this partition too, if it alone exceeds the cache budget
             return cells
 
-    def _load(self, level: str, p: int) -> ru.Cells:
-        path = self._file(level, p)
-        try:
-            f = pq.ParquetFile(path)
-            table = f.read()
-            names = json.loads(f.metadata.metadata[KEYS_META])
-        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
-            raise StoreError(f"{path}: cannot read rollup partition: {exc}. Delete it and its "
-                             "STATE.json to rebuild the rollups from the raw samples") from exc
-        lut = np.asarray([self.kid((a, b), kind) for a, b, kind in names], np.int64)
-        have = set(table.column_names)
-        cells = {c: np.asarray(table.column(c).to_numpy(), dt) for c, dt in ru.COLUMNS.items()  # no copy:
-                 if c != "kid" and c in have}  # cells are never changed in place (copy on write)
-        for c, fill in ru.OLD_GAP_COLUMNS.items():  # a partition written before the gap columns
-            if c not in have:
-                cells[c] = np.full(len(cells["b"]), fill, ru.COLUMNS[c])
-        if "short_max" not in have:
-            cells["short_max"] = cells["max_dt"].copy()
-        cells["kid"] = kid = lut[table.column("kid").to_numpy()] if len(lut) else np.zeros(0, np.int64)
-        dk = np.diff(kid)  # written by (kid, b): still so when this process numbers the keys alike
-        if len(kid) > 1 and not (np.all(dk >= 0) and np.all((dk > 0) | (np.diff(cells["b"]) > 0))):
-            return ru.sort(cells)
-        return cells
+    def _put(self, key: tuple[str, int], cells: ru.Cells, *, partial: bool = False) -> None:
+        """Keep ``cells`` as partition ``key`` in memory (with the lock held)."""
+        self._parts[key] = cells
+        self._parts.move_to_end(key)
+        (self._partial.add if partial else self._partial.discard)(key)
 
     def _evict(self) -> None:
         rows = sum(len(c["kid"]) for c in self._parts.values())
@@ -167,6 +151,7 @@ class Rollups:
                 break
             if key not in self._dirty:
                 rows -= len(self._parts.pop(key)["kid"])
+                self._partial.discard(key)
 
     def _partitions(self, level: str, lo: int, hi: int) -> list[int]:
         """Starts of the partitions of ``level`` (on disk or in memory) that overlap [lo, hi)."""
@@ -182,7 +167,7 @@ class Rollups:
         keep = None if columns is None else ("kid", "b", *(c for c in columns if c not in ("kid", "b")))
         parts = []
         for p in self._partitions(level, lo, hi):  # in time order
-            cells = self._part(level, p)
+            cells = self._part(level, p, keep)
             if cells is None or not len(cells["kid"]):
                 continue
             if keep is not None:
@@ -192,9 +177,9 @@ class Rollups:
                 sel &= (cells["b"] >= lo) & (cells["b"] < hi)
             if sel.any():
                 parts.append(ru.take(cells, sel))
-        if len(parts) < 2:
-            return ru.concat(parts) if keep is None or parts else {c: ru.empty()[c] for c in keep}
-        cells = ru.concat(parts)  # partitions in time order, each by (kid, b): a stable sort by kid
+        if not parts:
+            return ru.empty() if keep is None else {c: ru.empty()[c] for c in keep}
+        cells = ru.concat(parts)  # partitions in time order, each grouped by kid, b ascending: by kid
         return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
 
     def _replace(self, level: str, kids: np.ndarray, lo: int, hi: int, new: ru.Cells) -> None:
@@ -206,8 +191,7 @@ class Rollups:
             mine = (new["b"] >= p) & (new["b"] < p + size)
             cells = ru.sort(ru.concat([ru.take(old, keep), ru.take(new, mine)]))
             with self._lock:
-                self._parts[(level, p)] = cells
-                self._parts.move_to_end((level, p))
+                self._put((level, p), cells)
                 self._dirty.add((level, p))
 
     # -- updates ---------------------------------------------------------------------------
@@ -268,8 +252,7 @@ class Rollups:
                 plan.append(((level, p), cells))
         with self._lock:
             for key, cells in plan:
-                self._parts[key] = cells
-                self._parts.move_to_end(key)
+                self._put(key, cells)
                 self._dirty.add(key)
             self._evict()
         self.note(kids, t[starts + count - 1])
@@ -310,18 +293,7 @@ class Rollups:
             self.files[level].discard(p)
             return
         used, local = np.unique(cells["kid"], return_inverse=True)
-        names = [[*self.keys[k], self.kinds[k] or "gauge"] for k in used.tolist()]
-        cols = {"kid": pa.array(local.astype(np.int32))}
-        cols.update({c: pa.array(cells[c]) for c in ru.COLUMNS if c != "kid"})
-        table = pa.table(cols)
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as f:
-            with pq.ParquetWriter(f, table.schema, compression="zstd", compression_level=3, **WRITE_OPTIONS) as w:
-                w.write_table(table)
-                w.add_key_value_metadata({KEYS_META: json.dumps(names)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        rp.write(path, cells, [[*self.keys[k], self.kinds[k] or "gauge"] for k in used.tolist()], local)
         self.files[level].add(p)
 
     def backfill(self, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
@@ -339,7 +311,7 @@ class Rollups:
                                   for q in self._partitions(finer, p, p + part)])
                 cells = ru.sort(ru.coarsen(ru.sort(fine), size, self.counter, self.wrap))
                 with self._lock:
-                    self._parts[(level, p)] = cells
+                    self._put((level, p), cells)
                     self._dirty.add((level, p))
                 self.save(self.covered_hi)  # STATE still without this level: only the partition
                 if progress:
@@ -357,6 +329,7 @@ class Rollups:
         for p in gone:
             with self._lock:
                 self._parts.pop((level, p), None)
+                self._partial.discard((level, p))
                 self._dirty.discard((level, p))
                 self.files[level].discard(p)
             self._file(level, p).unlink(missing_ok=True)
@@ -381,6 +354,9 @@ def _join(old: ru.Cells, new: ru.Cells, p: int, size: int, part: int, counter: n
     sorted by (kid, b)); None if a new cell does not start after the old one of its bucket."""
     per = part // size
     okey = old["kid"] * per + (old["b"] - p) // size
+    if len(okey) > 1 and not np.all(okey[1:] >= okey[:-1]):  # as loaded: keys in the writer's order
+        old = ru.sort(old)
+        okey = old["kid"] * per + (old["b"] - p) // size
     nkey = new["kid"] * per + (new["b"] - p) // size
     pos = np.minimum(np.searchsorted(okey, nkey), max(len(okey) - 1, 0))
     hit = (okey[pos] == nkey) if len(okey) else np.zeros(len(nkey), bool)
