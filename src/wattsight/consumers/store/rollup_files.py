@@ -166,13 +166,17 @@ class Rollups:
         kids = np.asarray(kids, np.int64)
         keep = None if columns is None else ("kid", "b", *(c for c in columns if c not in ("kid", "b")))
         parts = []
+        want = np.zeros(0, bool)  # by kid: asked for (np.isin would sort every row)
         for p in self._partitions(level, lo, hi):  # in time order
             cells = self._part(level, p, keep)
             if cells is None or not len(cells["kid"]):
                 continue
             if keep is not None:
                 cells = {c: cells[c] for c in keep}
-            sel = np.isin(cells["kid"], kids)
+            if len(want) <= len(self.keys):  # first, or the load registered keys new to this process
+                want = np.zeros(len(self.keys) + 1, bool)
+                want[kids[(kids >= 0) & (kids < len(want))]] = True
+            sel = want[cells["kid"]]
             if lo > p or hi < p + PART[level]:
                 sel &= (cells["b"] >= lo) & (cells["b"] < hi)
             if sel.any():
