@@ -35,12 +35,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgpack
+import numpy as np
 import zmq
 
 from .bus_ledger import Ledger
 from .codec import decode_batch, encode_batch
 from .errors import BusError, MessageRefused
-from .sample import Batch, now_ms
+from .sample import Batch, Series, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class Publisher:
         self.key, self.clock, self.batch_max = key, clock, batch_max
         self.source = source or new_source_id()
         self.seq: dict[bytes, int] = {}
+        self._topics: dict[int, tuple] = {}  # id(series table) -> how it splits by topic (see _by_topic)
         self.sent_batches = self.sent_samples = 0
         # A context of its own, terminated on close: the messages still queued are then sent
         # (up to LINGER) before the process exits, instead of being dropped by the exit.
@@ -157,13 +159,33 @@ class Publisher:
     def publish(self, batch: Batch) -> int:
         """Send ``batch``; returns the number of messages it took."""
         messages = 0
-        for (site, metric), part in batch.split(lambda s: (s.site, s.metric)).items():
-            topic = topic_of(site, metric)
+        for topic, part in self._by_topic(batch):
             for lo in range(0, len(part), self.batch_max):
                 chunk = part if len(part) <= self.batch_max else part.rows(lo, lo + self.batch_max)
                 self._send(topic, encode_batch(chunk), len(chunk))
                 messages += 1
         return messages
+
+    def _by_topic(self, batch: Batch) -> list[tuple[bytes, Batch]]:
+        """``batch`` split by topic, each part with the topic's whole share of the series table.
+
+        Not only the series a part's rows use: a sender whose table does not change (a rack)
+        then sends the same table bytes every time, which receivers decode once (codec)."""
+        plan = self._topics.get(id(batch.series))
+        if plan is None or plan[0] is not batch.series:
+            plan = self._topics[id(batch.series)] = _topic_plan(batch.series)
+            if len(self._topics) > 16:
+                del self._topics[next(iter(self._topics))]
+        _, topics, code, local, tables = plan
+        if len(topics) == 1:
+            return [(topics[0], Batch(tables[0], batch.sidx, batch.t, batch.v))] if len(batch) else []
+        rowcode = code[batch.sidx]
+        out = []
+        for i, topic in enumerate(topics):
+            rows = np.flatnonzero(rowcode == i)
+            if len(rows):
+                out.append((topic, Batch(tables[i], local[batch.sidx[rows]], batch.t[rows], batch.v[rows])))
+        return out
 
     def _send(self, topic: bytes, payload: bytes, n: int) -> None:
         seq = self.seq[topic] = self.seq.get(topic, 0) + 1
@@ -179,6 +201,22 @@ class Publisher:
         self.sock.close()
         if self._own_ctx:
             self._ctx.term()
+
+
+def _topic_plan(series: tuple[Series, ...]) -> tuple:
+    """How a series table splits by topic: (the table, topics, topic number and index in its topic's
+    table per series, the topics' tables)."""
+    keys = [topic_of(s.site, s.metric) for s in series]
+    topics = sorted(set(keys))
+    number = {k: i for i, k in enumerate(topics)}
+    code = np.asarray([number[k] for k in keys], np.int64)
+    local = np.zeros(len(keys), np.uint32)
+    tables = []
+    for i in range(len(topics)):
+        mine = np.flatnonzero(code == i)
+        local[mine] = np.arange(len(mine), dtype=np.uint32)
+        tables.append(tuple(series[j] for j in mine.tolist()))
+    return series, topics, code, local, tables
 
 
 @dataclass

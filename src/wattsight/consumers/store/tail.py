@@ -44,6 +44,7 @@ class Registry:
         self.last_v = np.zeros(0, np.float64)
         self._table: bytes | None = None  # the last large series table seen, as codec bytes
         self._table_ids = np.zeros(0, np.int64)
+        self._tuples: dict[int, tuple[tuple, np.ndarray]] = {}  # id(series table) -> (table, its ids)
 
     def __len__(self) -> int:
         return len(self.series)
@@ -51,21 +52,31 @@ class Registry:
     def id_map(self, series: tuple[Series, ...] | list[Series], raw: bytes | None = None) -> np.ndarray:
         """Store ids of ``series`` (registering the new ones), as an array indexable by sidx.
 
-        ``raw``, the batch's codec bytes when known, holds the series table as msgpack right after
-        its 6-byte head: a table of the same bytes as the last large one maps to the same ids
-        without hashing thousands of Series again (the bus sends a rack's table with every batch)."""
+        A table seen recently maps without hashing thousands of Series again (the bus sends a
+        rack's table with every batch): the very tuple (the codec hands the same tuple back for
+        the same table bytes), or else a table of the same bytes as the last large one (``raw``,
+        the batch's codec bytes when known, holds it as msgpack right after its 6-byte head)."""
+        if isinstance(series, tuple):
+            got = self._tuples.get(id(series))
+            if got is not None and got[0] is series:
+                return got[1]
         if not isinstance(raw, bytes):
             raw = None
         if raw is not None and self._table is not None and raw.startswith(_HEAD) and \
                 raw.startswith(self._table, len(_HEAD)) and len(series) == len(self._table_ids):
-            return self._table_ids
-        ids = self.ids
-        out = np.fromiter((ids[s] if s in ids else self._add(s) for s in series), np.int64, len(series))
-        if raw is not None and len(series) >= 64 and raw.startswith(_HEAD):
-            table = msgpack.packb([s.as_tuple() for s in series], use_bin_type=True)  # as codec.encode_batch
-            if raw.startswith(table, len(_HEAD)):
-                out.setflags(write=False)
-                self._table, self._table_ids = table, out
+            out = self._table_ids
+        else:
+            ids = self.ids
+            out = np.fromiter((ids[s] if s in ids else self._add(s) for s in series), np.int64, len(series))
+            out.setflags(write=False)
+            if raw is not None and len(series) >= 64 and raw.startswith(_HEAD):
+                table = msgpack.packb([s.as_tuple() for s in series], use_bin_type=True)  # as codec.encode_batch
+                if raw.startswith(table, len(_HEAD)):
+                    self._table, self._table_ids = table, out
+        if isinstance(series, tuple) and len(series) >= 16:  # the tuple is kept: its id is not reused
+            self._tuples[id(series)] = (series, out)
+            if len(self._tuples) > 64:
+                del self._tuples[next(iter(self._tuples))]
         return out
 
     def _add(self, s: Series) -> int:
