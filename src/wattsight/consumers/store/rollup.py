@@ -103,61 +103,80 @@ def from_raw(kid: np.ndarray, t: np.ndarray, v: np.ndarray, size: int, counter: 
              wrap: np.ndarray) -> Cells:
     """Cells of ``size`` ms from samples sorted by (kid, t) with unique t per kid.
 
-    ``counter`` and ``wrap`` are indexed by kid (bool, and the wrap range or NaN)."""
+    ``counter`` and ``wrap`` are indexed by kid (bool, and the wrap range or NaN).  Every flush
+    passes its millions of rows through here: each step is one pass over them at most, and what
+    only some cells need (counters, gaps) is computed where it is needed."""
     ok = np.isfinite(v)
     if not ok.all():
         kid, t, v = kid[ok], t[ok], v[ok]
     n = len(t)
     if not n:
         return empty()
-    b = t // size * size
+    q = t // size  # the bucket of each row, as a number (times size: its start)
     brk = np.empty(n, bool)  # row i starts a cell
     brk[0] = True
     np.not_equal(kid[1:], kid[:-1], out=brk[1:])
-    brk[1:] |= b[1:] != b[:-1]
+    brk[1:] |= q[1:] != q[:-1]
     starts = np.flatnonzero(brk)
+    del brk
     ends = np.append(starts[1:], n) - 1
-    out = brk[1:]  # row i and i + 1 in two cells: not an inner interval
-    dt = np.zeros(n, np.int64)
+    dt = np.zeros(n, np.int64)  # per row, its inner interval to the next row (0: none)
     amount = np.zeros(n, np.float64)
     if n > 1:
         np.subtract(t[1:], t[:-1], out=dt[:-1])
         v0, v1 = v[:-1], v[1:]
         delta = v1 - v0
         a = amount[:-1]
-        np.multiply(dt[:-1], v0 + delta * 0.5, out=a)  # gauges: the trapezoid (value x ms)
-        if counter.any():
-            cnt = counter[kid[:-1]]
-            if cnt.any():  # counters: the increase, a lower reading a wrap or a reset (step_amount)
-                a[cnt] = delta[cnt]
-                down = np.flatnonzero(cnt & (delta < 0))
-                if len(down):
-                    w = wrap[kid[down]]
-                    a[down] = np.where(np.isnan(w), v1[down], (w - v0[down]) + v1[down])
-        a[out] = 0.0
-        dt[:-1][out] = 0
+        mid = np.multiply(delta, 0.5)  # gauges: the trapezoid dt * (v0 + delta * 0.5), value x ms
+        np.add(v0, mid, out=mid)
+        np.multiply(dt[:-1], mid, out=a)
+        del mid
+        cells_counter = counter[kid[starts]]
+        if cells_counter.any():  # counters: the increase, a lower reading a wrap or a reset (step_amount)
+            cnt = np.repeat(cells_counter, ends - starts + 1)[:-1]
+            np.copyto(a, delta, where=cnt)
+            down = np.flatnonzero(cnt & (delta < 0))
+            if len(down):
+                w = wrap[kid[down]]
+                a[down] = np.where(np.isnan(w), v1[down], (w - v0[down]) + v1[down])
+        cut = ends[:-1]  # row i and i + 1 in two cells: not an inner interval
+        a[cut] = 0.0
+        dt[cut] = 0
+    max_dt = np.maximum.reduceat(dt, starts)
+    first_t, last_t = t[starts], t[ends]
     return {
-        "kid": kid[starts], "b": b[starts], "n": np.diff(np.append(starts, n)).astype(np.int64),
+        "kid": kid[starts], "b": q[starts] * size, "n": ends - starts + 1,
         "sum": np.add.reduceat(v, starts), "min": np.minimum.reduceat(v, starts),
-        "max": np.maximum.reduceat(v, starts), "first_t": t[starts], "first_v": v[starts],
-        "last_t": t[ends], "last_v": v[ends], "acc": np.add.reduceat(amount, starts),
-        "acc_ms": np.add.reduceat(dt, starts), "max_dt": np.maximum.reduceat(dt, starts),
-        **_gap_columns(dt, amount, starts),
+        "max": np.maximum.reduceat(v, starts), "first_t": first_t, "first_v": v[starts],
+        "last_t": last_t, "last_v": v[ends], "acc": np.add.reduceat(amount, starts),
+        "acc_ms": last_t - first_t,  # the inner intervals of a cell join its first and last sample
+        "max_dt": max_dt, **_gap_columns(dt, amount, starts, ends, max_dt),
     }
 
 
-def _gap_columns(dt: np.ndarray, amount: np.ndarray, starts: np.ndarray) -> Cells:
-    """gap_acc, gap_ms, gap_dt_min, short_max per cell (rows ``starts[i]:starts[i+1]``) from the
-    length and amount of each row's inner interval (0 where the row has none)."""
-    gap = dt > GAP_FLOOR_MS
-    if not gap.any():  # the usual minute: no gap
-        z = np.zeros(len(starts), np.int64)
-        return {"gap_acc": np.zeros(len(starts)), "gap_ms": z, "gap_dt_min": np.full(len(starts), NO_GAP),
-                "short_max": np.maximum.reduceat(dt, starts)}
-    return {"gap_acc": np.add.reduceat(np.where(gap, amount, 0.0), starts),
-            "gap_ms": np.add.reduceat(np.where(gap, dt, 0), starts),
-            "gap_dt_min": np.minimum.reduceat(np.where(gap, dt, NO_GAP), starts),
-            "short_max": np.maximum.reduceat(np.where(gap, 0, dt), starts)}
+def _gap_columns(dt: np.ndarray, amount: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                 max_dt: np.ndarray) -> Cells:
+    """gap_acc, gap_ms, gap_dt_min, short_max per cell (rows ``starts[i]..ends[i]``) from the
+    length and amount of each row's inner interval (0 where the row has none).  Only the few
+    cells with a gap are summed again (their rows in the same order: the same sums)."""
+    m = len(starts)
+    out = {"gap_acc": np.zeros(m), "gap_ms": np.zeros(m, np.int64), "gap_dt_min": np.full(m, NO_GAP),
+           "short_max": max_dt.copy()}
+    rows = np.flatnonzero(dt > GAP_FLOOR_MS)
+    if not len(rows):  # the usual minute: no gap
+        return out
+    cells = np.unique(np.searchsorted(starts, rows, "right") - 1)
+    lo, length = starts[cells], ends[cells] - starts[cells] + 1
+    sub = np.zeros(len(cells), np.int64)  # where each of those cells starts among their rows
+    np.cumsum(length[:-1], out=sub[1:])
+    pick = np.repeat(lo - sub, length) + np.arange(int(length.sum()))
+    d, a = dt[pick], amount[pick]
+    gap = d > GAP_FLOOR_MS
+    out["gap_acc"][cells] = np.add.reduceat(np.where(gap, a, 0.0), sub)
+    out["gap_ms"][cells] = np.add.reduceat(np.where(gap, d, 0), sub)
+    out["gap_dt_min"][cells] = np.minimum.reduceat(np.where(gap, d, NO_GAP), sub)
+    out["short_max"][cells] = np.maximum.reduceat(np.where(gap, 0, d), sub)
+    return out
 
 
 def usable(cells: Cells, gap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
