@@ -195,7 +195,7 @@ def parse_with_format(ap, note: str = "") -> argparse.Namespace:
     segment format the store writes, set in ``segment.FORMAT`` for the rest of the run."""
     from wattsight.consumers.store import segment
 
-    ap.add_argument("--format", type=int, choices=[1, 2], default=segment.FORMAT,
+    ap.add_argument("--format", type=int, choices=[1, 2, 3], default=segment.FORMAT,
                     help=f"the segment format the store writes (1: scaled integers, before residuals{note})")
     args = ap.parse_args()
     segment.FORMAT = args.format

@@ -54,12 +54,14 @@ def _spawn(args: list[str], tmp: Path, log: str) -> subprocess.Popen:
                             stdout=open(tmp / log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def _measure(counter, warmup: float, seconds: float) -> float:
-    """Samples/s of ``counter()`` over ``seconds`` after ``warmup``."""
+def _measure(counter, warmup: float, seconds: float) -> tuple[float, float]:
+    """Samples/s of ``counter()`` over ``seconds`` after ``warmup``, and this process's CPU per
+    sample meanwhile (us: every thread, the bus and the store's)."""
     time.sleep(warmup)
-    n0, t0 = counter(), time.perf_counter()
+    n0, t0, c0 = counter(), time.perf_counter(), time.process_time()
     time.sleep(seconds)
-    return (counter() - n0) / (time.perf_counter() - t0)
+    n, cpu = counter() - n0, time.process_time() - c0
+    return n / (time.perf_counter() - t0), cpu * 1e6 / max(n, 1)
 
 
 def bench_e2e(tmp: Path, seconds: float) -> float:
@@ -71,7 +73,8 @@ def bench_e2e(tmp: Path, seconds: float) -> float:
     inbox = Inbox(Subscriber(endpoint, KEY.encode()), [store])
     drivers = _spawn(["-c", str(cfg), "--role", "drivers"], tmp, "drivers.log")
     try:
-        rate = _measure(lambda: inbox.acked_samples, 3.0, seconds)
+        rate, cpu = _measure(lambda: inbox.acked_samples, 3.0, seconds)
+        behind = store.stats()["tail_samples"]
     finally:
         drivers.terminate()
         drivers.wait(30)
@@ -79,7 +82,10 @@ def bench_e2e(tmp: Path, seconds: float) -> float:
         store.close()
     lost = inbox.stats()["lost"]
     emit_json("e2e_rate", rate, "samples/s", offered=offered, lost_batches=lost,
-              refused=inbox.stats()["refused"], note="dummy drivers process -> ipc bus -> store (WAL written)")
+              refused=inbox.stats()["refused"], store_cpu_us_per_sample=round(cpu, 4), unflushed=behind,
+              load_avg=[round(x, 2) for x in os.getloadavg()],
+              note="dummy drivers process -> ipc bus -> store (WAL written); store_cpu: this process's CPU per "
+              "sample over the window (flushes at 10 s: one at most); unflushed: samples in memory at its end")
     return rate
 
 
@@ -123,7 +129,7 @@ def bench_kwapi_style(tmp: Path, seconds: float) -> float:
                 continue
             msg = json.loads(sock.recv())
             sig = msg.pop("message_signature")
-            body = "".join("%s%s" % kv for kv in sorted(msg.items())).encode()
+            body = "".join(f"{k}{v}" for k, v in sorted(msg.items())).encode()
             if not hmac.compare_digest(sig, hmac.new(key, body, hashlib.sha256).hexdigest()):
                 continue
             s = series.get(msg["probe_id"])
@@ -142,7 +148,7 @@ def bench_kwapi_style(tmp: Path, seconds: float) -> float:
     th = threading.Thread(target=consume, daemon=True)
     th.start()
     try:
-        rate = _measure(lambda: count[0], 2.0, seconds)
+        rate, _cpu = _measure(lambda: count[0], 2.0, seconds)
     finally:
         stop.set()
         th.join(5)

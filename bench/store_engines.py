@@ -9,9 +9,12 @@ phases, noise and gaps; energy registers; byte counters), prints one JSON line p
 
 - duckdb: rows appended 10k at a time into a table (rows/s), bytes/row after CHECKPOINT;
 - segment: our writer on the whole trace (samples/s, bytes/sample, per metric too), in format 1
-  (scaled integers, before residuals) and 2 (residuals; also at the merges' zstd level), and the
-  Store end to end (``--format``, default 2): handle() in 10k batches (samples/s), then the steady state of a store
-  flushed every 60 s of data with its merges (bytes/sample on disk);
+  (scaled integers, before residuals) and ``segment.FORMAT`` (residuals; also at the merges' zstd
+  level), reads of it (whole, ``read_hour_all_ms``: one hour of every series from the middle of
+  the day, ``read_whole_quarter_ms``: every fourth series whole; best of 3), and the
+  Store end to end (``--format``, default ``segment.FORMAT``): handle() in 10k batches (samples/s), then the
+  steady state of a store flushed every 60 s of data with its merges (bytes/sample on disk; ``--seconds
+  172800`` for two days: the first day's full segments are then merged into a tier, compaction.pick_tier);
 - parquet-float: the same rows sorted the same way, pyarrow defaults (v as float64) + zstd.
 
 Times are wall-clock on whatever machine runs it; sizes do not depend on the machine.
@@ -70,7 +73,7 @@ def bench_duckdb(batch: Batch, tmp: Path) -> None:
 
 def bench_segment(batch: Batch, tmp: Path) -> None:
     sid = batch.sidx.astype(np.int64)
-    for fmt, level in ((1, COMPRESSION_LEVEL), (2, COMPRESSION_LEVEL), (2, COLD_LEVEL)):
+    for fmt, level in ((1, COMPRESSION_LEVEL), (segment.FORMAT, COMPRESSION_LEVEL), (segment.FORMAT, COLD_LEVEL)):
         start = time.perf_counter()
         seg = write_segment(tmp, fmt * 100 + level, 1, list(batch.series), sid, batch.t, batch.v, fmt=fmt,
                             compression_level=level)
@@ -81,6 +84,12 @@ def bench_segment(batch: Batch, tmp: Path) -> None:
         tag = {"format": fmt, "level": level, "note": "whole trace, one segment"}
         emit("write_rate", len(batch) / took, "samples/s", "segment", **tag)
         emit("read_rate", len(batch) / read, "samples/s", "segment", **tag)
+        every = list(range(len(seg.series)))
+        mid = int(batch.t[0] + batch.t[-1]) // 2
+        for name, keys, start_ms, end_ms in (("read_hour_all_ms", every, mid, mid + 3_599_999),
+                                             ("read_whole_quarter_ms", every[::4], 0, 2**62)):
+            took_ms = best_ms(seg.read, keys, start_ms, end_ms)
+            emit(name, took_ms, "ms", "segment", format=fmt, level=level, series=len(keys), note="best of 3")
         emit("bytes_per_sample", seg.size / len(batch), "B/sample", "segment", **tag)
         seg.path.unlink()
     metric = np.asarray([s.metric for s in batch.series])
@@ -90,11 +99,20 @@ def bench_segment(batch: Batch, tmp: Path) -> None:
               "pdu(power+energy)": (metric == "power") | (metric == "energy")}
     for n, (name, pick) in enumerate(groups.items()):
         part = batch.select(pick[batch.sidx])
-        for fmt in (1, 2):
+        for fmt in (1, segment.FORMAT):
             seg = write_segment(tmp, 10 + n, 10 + n, list(part.series), part.sidx.astype(np.int64),
                                 part.t, part.v, fmt=fmt)
             emit("bytes_per_sample", seg.size / len(part), "B/sample", "segment", metric=name, format=fmt)
             seg.path.unlink()
+
+
+def best_ms(fn, *args, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return min(times) * 1000
 
 
 def bench_store(batch: Batch, tmp: Path, flush_every_s: int) -> None:

@@ -16,6 +16,11 @@ a quarter of it each (``--runs 1000x3,100x30``: 1,000 nodes x 3 days and 100 nod
   acknowledged.  The sender also generates the trace, so the rate is a floor when
   ``sender_busy`` (its share of time spent generating and sending) is near 1;
   ``lost_batches``/``refused`` come from the bus's sequence numbers, ``stored`` must equal ``sent``;
+  ``flushed_rate`` counts until the last sample is in a segment (a short run ends with up to
+  ``Store.TAIL_FLUSHES`` x ``FLUSH_ROWS`` samples acknowledged but still in memory);
+- ``store_cpu`` (us/sample): this process's CPU from the first sample to the last flush and
+  ``compact()``, split into the bus thread and the store's thread (``capacity``: samples/s one
+  core of it sustains; the sender takes the other core);
 - ``bytes_per_sample`` of the segments after the final flush and ``compact()`` (raw samples; the
   store's other files -- rollups, if any -- are reported separately as ``other_bytes``), and by
   metric (a segment of each metric's rows written from the trace's first day).
@@ -85,6 +90,13 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def cpu_now(inbox, store) -> dict[str, float]:
+    """CPU seconds so far: the whole process, the bus thread, the store's flush thread."""
+    def thread(t) -> float:
+        return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+    return {"process": time.process_time(), "receive": thread(inbox.thread), "flush": thread(store._thread)}
+
+
 def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0) -> dict:
     from wattsight.app import Inbox
     from wattsight.bus import Subscriber
@@ -100,6 +112,7 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
         while first is None:  # the clock starts with the first sample received
             if inbox.acked_samples:
                 first = time.perf_counter()
+                cpu0 = cpu_now(inbox, store)
             elif proc.poll() is not None:
                 raise RuntimeError(f"the sender exited with {proc.returncode} before sending")
             time.sleep(0.001)
@@ -107,6 +120,8 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
         while inbox.acked_samples + inbox.failed_samples < report["sent"] and not inbox.stats()["lost"]:
             time.sleep(0.01)
         took = time.perf_counter() - first
+        cpu = {k: v - cpu0[k] for k, v in cpu_now(inbox, store).items()}
+        load, behind = os.getloadavg(), store.stats()
         proc.stdin.write("done\n")
         proc.stdin.flush()
         proc.wait(30)
@@ -116,18 +131,35 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
             proc.wait()
         inbox.close()
     stats = inbox.stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     store.close()  # the last flush
+    flushed = time.perf_counter() - first
     again = Store(StoreConfig(path=store.path, flush_interval=86400.0))
     merges = again.compact()
     st = again.stats()
     again.close()
+    cpu["after"] = time.process_time() - cpu_start
     emit("ingest_rate", stats["acked_samples"] / took, "samples/s", "store", run=run, sent=report["sent"],
          stored=st["segment_rows"], lost_batches=stats["lost"], refused=stats["refused"],
          failed_samples=stats["failed_samples"], sender_busy=round(report["total_s"] / took, 3),
+         flushed_rate=round(stats["acked_samples"] / flushed), unflushed_at_end=behind["tail_samples"],
          sender_generate_s=round(report["generate_s"], 1),
          flush_interval=flush_interval, format=segment.FORMAT,
-         note="sender process (generates the trace) -> signed ipc bus -> Inbox -> Store (WAL, flushes, merges)")
+         note="sender process (generates the trace) -> signed ipc bus -> Inbox -> Store (WAL, flushes, merges); "
+         "flushed_rate: until the last sample was in a segment too (the backlog in memory, unflushed_at_end, "
+         "written)")
+    per = 1e6 / max(stats["acked_samples"], 1)
+    total = (cpu["process"] + cpu["after"]) * per
+    emit("store_cpu", total, "us/sample", "store", run=run, during_ingest=round(cpu["process"] * per, 4),
+         receive=round(cpu["receive"] * per, 4), flush_merge=round(cpu["flush"] * per, 4),
+         after_ingest=round(cpu["after"] * per, 4), capacity=round(1e6 / max(total, 1e-9)),
+         unflushed_at_end=behind["tail_samples"], ingest_waits=behind.get("ingest_waits", 0),
+         ingest_wait_s=round(behind.get("ingest_wait_s", 0), 1), load_avg=[round(x, 2) for x in load],
+         note="CPU of this process (every thread) per sample acknowledged, from the first sample to the last "
+         "flush and compact() done; during_ingest: until the last sample was acknowledged, of which receive: the "
+         "bus thread (decode, WAL, tail) and flush_merge: the store's thread (segments, rollups, merges); "
+         "after_ingest: the last flush and compact(); capacity: samples/s one core would sustain; "
+         "unflushed_at_end: samples still in memory then; ingest_waits: times handle() waited for a flush")
     emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run, format=segment.FORMAT,
          samples=st["segment_rows"], segments=st["segments"], final_compact_s=round(time.perf_counter() - start, 1),
          final_merges=merges, other_bytes=dir_bytes(store.path) - st["segment_bytes"],

@@ -70,7 +70,7 @@ def test_hostile_values_and_times_come_back_exactly_through_every_mode(tmp_path,
     seg = write(tmp_path, cols, 1, rg)
     modes = {s.metric: int(m) for s, m in zip(seg.series, seg.mode)}
     assert modes["b_out"] == residual.PARTNER and seg.series[seg.partner[seg.series.index(
-        next(s for s in cols if s.metric == "b_out"))]].metric == "a_in"
+        next(s for s in cols if s.metric == "b_out"))]].metric == "a_in"  # the first by name, wherever its rows
     assert residual.DICT in modes.values() or (seg.dict_n > 0).any()
     assert modes["odd"] in (residual.RAW, residual.DELTA)
     check(seg, cols)
@@ -144,7 +144,7 @@ def test_format_1_segments_still_read_and_merge_with_format_2(tmp_path):
     check(Segment.open(old.path), cols)
     later = {s: (t + 10_000_000, v) for s, (t, v) in cols.items()}
     new = write(tmp_path, later, 2, 500)
-    assert new.fmt == 2
+    assert new.fmt == 3
     merged = write_prepared(tmp_path, 1, 2, merge_segments([Segment.open(old.path), new]), row_group_size=700)
     both = {s: (np.concatenate([t, later[s][0]]), np.concatenate([v, later[s][1]])) for s, (t, v) in cols.items()}
     check(merged, both)
@@ -166,7 +166,7 @@ def test_a_store_with_format_1_segments_reads_them_and_merges_into_format_2(tmp_
         store.flush()
         assert [s.fmt for s in store._segments] == [1, segment.HOT_FORMAT]  # flushes: the hot format
         store.MERGE_FANOUT = 2
-        assert store.compact() == 1 and [s.fmt for s in store._segments] == [2]
+        assert store.compact() == 1 and [s.fmt for s in store._segments] == [segment.FORMAT]
         got = store.read([s.key for s in cols], 0, 2**62)
     for s, (t, v) in cols.items():
         gt, gv = got[s.key]
@@ -215,31 +215,35 @@ def test_values_computed_as_count_times_a_tenth_keep_integers_and_come_back_exac
     check(merged, both)
 
 
-def test_segments_no_merge_takes_are_rewritten_in_the_cold_format(tmp_path):
+def test_segments_no_merge_takes_are_rewritten_in_the_cold_format(tmp_path, monkeypatch):
     """At high rates a flush alone fills a merge: those segments are rewritten in format 2 (same
-    name, same samples), all but the newest; small ones all but the newest MERGE_FANOUT."""
-    from wattsight.consumers.store import segment
+    name, same samples), all but the newest; small ones all but the newest MERGE_FANOUT.  (Tiers of
+    full segments: tests/test_store_format_tiers.py; none here.)"""
+    from wattsight.consumers.store import compaction, segment
+
+    monkeypatch.setattr(compaction, "TIER_FANOUT", 100)
+    monkeypatch.setattr(compaction, "TIER_SPAN_MS", 0)
 
     cols = columns(600, 9)
     with open_store(tmp_path / "s") as store:
-        store.MERGE_MAX_ROWS = 10  # no merge fits
         store.MERGE_FANOUT = 2
         for k in range(5):
             for s, (t, v) in cols.items():
                 store.handle(Batch.of_series(s, t + k * 10**7, v))
             store.flush()
+        store.MERGE_MAX_ROWS = 10  # no merge fits (set after the flushes, which it would make cold at once)
         want = store.read([s.key for s in cols], 0, 2**62)
         assert [s.fmt for s in store._segments] == [segment.HOT_FORMAT] * 5
         names = [s.path.name for s in store._segments]
         assert store.compact() == 0
-        assert [s.fmt for s in store._segments] == [2, 2, 2, 2, segment.HOT_FORMAT]  # too large to merge
+        assert [s.fmt for s in store._segments] == [segment.FORMAT] * 4 + [segment.HOT_FORMAT]  # too large to merge
         assert [s.path.name for s in store._segments] == names and store.stats()["recompressions"] == 4
         got = store.read([s.key for s in cols], 0, 2**62)
         store.MERGE_MAX_ROWS, store.MERGE_FANOUT = 10**9, 8  # small enough to merge: the newest 8 wait
         for s, (t, v) in cols.items():
             store.handle(Batch.of_series(s, t + 9 * 10**7, v))
         store.flush()
-        assert store.compact() == 0 and [s.fmt for s in store._segments] == [2, 2, 2, 2, 1, 1]
+        assert store.compact() == 0 and [s.fmt for s in store._segments] == [segment.FORMAT] * 4 + [1, 1]
         want = {k: (t[t < 9 * 10**7 + T0], v[t < 9 * 10**7 + T0]) for k, (t, v) in
                 store.read([s.key for s in cols], 0, 2**62).items()}
     with open_store(tmp_path / "s") as again:

@@ -99,14 +99,14 @@ def test_ingest_and_reads_go_on_while_a_segment_is_rewritten(tmp_path, monkeypat
     store = open_store(tmp_path / "s")
     sent = fill(store, days=9)
     inside, release = threading.Event(), threading.Event()
-    real = rt.write_segment
+    real = rt.write_prepared
 
     def paused(*args, **kw):  # the pass stops in the middle of its first rewrite
         inside.set()
         assert release.wait(60)
         return real(*args, **kw)
 
-    monkeypatch.setattr(rt, "write_segment", paused)
+    monkeypatch.setattr(rt, "write_prepared", paused)
     result = {}
     job = threading.Thread(target=lambda: result.update(store.apply_retention()))
     job.start()
@@ -133,13 +133,13 @@ store = T.open_store(Path(sys.argv[1]))
 sent = T.fill(store, days=9)
 mode = sys.argv[2]
 if mode == "pause":  # stop for good once the new file is written, before it replaces the old one
-    real_replace = rt.write_segment.__globals__["os"].replace
+    real_replace = rt.write_prepared.__globals__["os"].replace
     def replace(src, dst):
         if str(src).endswith(".parquet") and "segments" in str(src):
             print("REWRITING", flush=True)
             sys.stdin.read()
         real_replace(src, dst)
-    rt.write_segment.__globals__["os"].replace = replace
+    rt.write_prepared.__globals__["os"].replace = replace
     store.apply_retention()
 else:  # passes while ingesting: acknowledged batches are printed, the parent kills at random
     for i in range(10**6):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -75,6 +76,10 @@ class Store:
     #: samples per second, a minute of samples would otherwise fill the memory.  16 M rows (~0.4 GB,
     #: ~1.5 GB while written): on the bench trace, 8 M-row segments cost 1.10 B/sample, 16 M 1.07.
     FLUSH_ROWS = 16_000_000
+    #: ``handle()`` waits while the tail holds this many ``FLUSH_ROWS``, until a flush takes it: a
+    #: store that receives faster than it writes segments must slow the bus down (which holds the
+    #: batches; publishers wait, nothing is lost), not fill the memory.
+    TAIL_FLUSHES = 2
 
     def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms,
                  retention: rt.RetentionConfig | None = None) -> None:
@@ -83,6 +88,7 @@ class Store:
         self.path = Path(config.path)
         self.clock = clock
         self._lock = threading.Lock()  # the tail, registry, WAL and segment list
+        self._room = threading.Condition(self._lock)  # notified when a flush takes the tail
         self._maintenance = threading.Lock()  # one flush or merge at a time
         self._registry = Registry()
         self._tail = Tail()
@@ -92,7 +98,7 @@ class Store:
         self._n = {"batches_total": 0, "flushes": 0, "merges": 0, "flush_errors": 0, "replayed_batches": 0,
                    "replayed_samples": 0, "wal_torn": 0, "wal_corrupt": 0, "temp_files_removed": 0,
                    "rollup_errors": 0, "retention_passes": 0, "retention_dropped": 0, "retention_rewrites": 0,
-                   "recompressions": 0}
+                   "recompressions": 0, "ingest_waits": 0, "ingest_wait_s": 0.0}
         self._last_flush_ms: int | None = None
         self._last_retention_ms: int | None = None
         self._closed = False
@@ -120,12 +126,24 @@ class Store:
             return
         payload = raw if raw is not None else encode_batch(batch)
         with self._lock:
+            if self._tail.rows >= self.TAIL_FLUSHES * self.FLUSH_ROWS:
+                self._wait_for_room()
             if self._closed:
                 raise StoreError(f"{self.path}: the store is closed; a batch of {len(batch)} samples "
                                  "was not stored (open a new Store)")
             columns = batch_columns(batch, self._registry.id_map(batch.series, payload))  # checks it first
             self._wal.append(payload)
             self._append(*columns)
+
+    def _wait_for_room(self) -> None:
+        """Wait (holding ``_lock``) until a flush takes the full tail, the store closes or its thread stops."""
+        self._wake.set()
+        start = time.monotonic()
+        while self._tail.rows >= self.TAIL_FLUSHES * self.FLUSH_ROWS and not self._closed and \
+                self._thread.is_alive():
+            self._room.wait(1.0)
+        self._n["ingest_waits"] += 1
+        self._n["ingest_wait_s"] += time.monotonic() - start
 
     def _append(self, sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
         self._tail.append(sid, t, v)
@@ -144,11 +162,12 @@ class Store:
                 self._wal_lo = hi + 1
                 frozen, self._tail = self._tail, Tail()
                 self._frozen = [*self._frozen, frozen]  # reads still find its rows meanwhile
+                self._room.notify_all()
                 series = list(self._registry.series)
             try:
                 rows = prepare(series, *frozen.columns())
                 seg = write_prepared(self._segdir, lo, hi, rows, row_group_size=self.ROW_GROUP_SIZE,
-                                     fmt=min(segment.HOT_FORMAT, segment.FORMAT))
+                                     **self._flush_format(len(rows.t)))
             except BaseException:
                 self._thaw(frozen, lo)
                 raise
@@ -161,6 +180,15 @@ class Store:
                 self._n["flushes"] += 1
                 self._last_flush_ms = self.clock()
             self._wal.delete_upto(hi)
+
+    def _flush_format(self, rows: int) -> dict:
+        """How a flush of ``rows`` rows is written: the hot format, cheap to write and read, unless no
+        merge will take the segment (too large for ``MERGE_FANOUT`` of its size to fit in
+        ``MERGE_MAX_ROWS``: flushes at high rates), which :meth:`compact` would then read back and
+        rewrite in the cold format at once; written cold here, each sample is encoded once."""
+        if rows * self.MERGE_FANOUT > self.MERGE_MAX_ROWS:
+            return {"fmt": segment.FORMAT, "compression_level": COLD_LEVEL}
+        return {"fmt": min(segment.HOT_FORMAT, segment.FORMAT)}
 
     def _thaw(self, frozen: Tail, lo: int) -> None:
         """Put a tail whose segment could not be written back in front of the tail (and retry later)."""
@@ -177,6 +205,8 @@ class Store:
         merges ran (``stats()["recompressions"]`` counts the rewrites)."""
         merges = 0
         while True:
+            if self._tail.rows >= self.FLUSH_ROWS:  # a flush is due: before a merge that may take long
+                self.flush()
             with self._maintenance:
                 run = pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
                 if not run:
@@ -216,6 +246,7 @@ class Store:
         finally:  # if the flush failed, the samples are still in the log for the next start
             with self._lock:
                 self._closed = True
+                self._room.notify_all()
                 self._wal.close()
                 if self._wal.path.stat().st_size == 0:
                     self._wal.path.unlink()

@@ -11,8 +11,8 @@ DICT     DELTA, then the frequent residuals (4 times or more in the series) repl
          most frequent first, are the low half of the ``aux`` column of the series' first rows
          (``dict_n`` in the summary).  Byte counters of idle links (a few frame sizes, over and
          over) cost ~1 byte less per sample.  PARTNER residuals get a dictionary the same way
-PARTNER  DELTA minus a prediction from the differences of an earlier series of the same probe,
-         unit, kind and provenance, both integers (its *partner*, the first such series:
+PARTNER  DELTA minus a prediction from the differences of another series of the same probe,
+         unit, kind and provenance, both integers (its *partner*, the first such series by name:
          ``network_in`` for ``network_out``) at the same times: ``rint(k * partner
          difference)``, ``k`` fitted by least squares per block of ``BLOCK`` rows (float32, in
          the high half of ``aux`` on the block's first row; 0 where it does not help).  The two
@@ -67,7 +67,7 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
     return np.bitwise_xor((u.view(np.uint64) >> np.uint64(1)).view(np.int64), low, out=low)
 
 
-def _cost(u: np.ndarray) -> np.ndarray:
+def cost_bits(u: np.ndarray) -> np.ndarray:
     """Bits a residual costs, about (log2(1 + u) for the unsigned u; float32 is precise enough)."""
     return np.log2(u.view(np.uint64).astype(np.float32) + np.float32(1.0))
 
@@ -95,11 +95,13 @@ def _sum(x: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
 
 
 def partners(series, scale: np.ndarray) -> np.ndarray:
-    """Per series, the index of its partner (the first earlier series of the same probe, unit, kind
-    and provenance, both with integer values) or -1."""
+    """Per series, the index of its partner (the first by name of the other series of the same probe,
+    unit, kind and provenance, both with integer values) or -1.  By name, not by row: rows are in
+    :func:`.segment_write.by_cost`'s order, and ``network_in`` stays ``network_out``'s partner."""
     out = np.full(len(series), -1, np.int32)
     head: dict[tuple, int] = {}
-    for i, s in enumerate(series):
+    for i in sorted(range(len(series)), key=lambda k: series[k].as_tuple()):
+        s = series[i]
         if scale[i] < 0:
             continue
         g = (s.probe, s.unit, s.kind, s.provenance)
@@ -181,8 +183,8 @@ def _partner(i: int, j: int, t, d, u_delta, starts, count, best, mode, partner, 
     if np.any(np.abs(kr * pf) >= _PRED_MAX):
         return
     u_p = zigzag(di - _predict(kr, p))
-    cost_p = np.bincount(blk, weights=_cost(u_p)) + 32
-    cost_d = np.bincount(blk, weights=_cost(u_delta[a:a + m]))
+    cost_p = np.bincount(blk, weights=cost_bits(u_p)) + 32
+    cost_d = np.bincount(blk, weights=cost_bits(u_delta[a:a + m]))
     use = cost_p < cost_d
     k[~use] = 0.0
     kr = k[blk]
@@ -216,7 +218,7 @@ def _dictionaries(count: np.ndarray, starts: np.ndarray, best: np.ndarray, mode:
         rank = np.full(m, -1, np.int64)
         rank[small] = lut[ui[small].astype(np.int64)]
         coded = np.where(rank >= 0, rank, r[a:a + m] + k)  # an escape: the residual after the ranks
-        cost = float(plane_bits(coded, np.array([m]))[0] + (_cost(entry) + 4).sum())
+        cost = float(plane_bits(coded, np.array([m]))[0] + (cost_bits(entry) + 4).sum())
         if cost < best[i] and k <= m:
             r[a:a + m] = coded
             aux[a:a + k] |= entry
@@ -236,14 +238,15 @@ def decode(r: np.ndarray, aux: np.ndarray | None, t: np.ndarray, count: np.ndarr
     starts = starts_of(count)
     u = r
     dm = np.flatnonzero(dict_n > 0)
-    if len(dm):
+    if len(dm):  # every dictionary at once: the series' tables end to end, each row's offset into them
         u = r.copy()
-        for i in dm.tolist():  # series by series: contiguous rows, a small table
-            a, m, k = int(starts[i]), int(count[i]), int(dict_n[i])
-            rr = r[a:a + m]
-            entries = aux[a:a + k] & 0xFFFFFFFF
-            hit = rr.view(np.uint64) < np.uint64(k)
-            u[a:a + m] = np.where(hit, entries[np.where(hit, rr, 0)], rr - k)
+        k, m = dict_n[dm].astype(np.int64), count[dm]
+        at = starts_of(k)
+        entries = aux[_rows_of(starts[dm], k)] & 0xFFFFFFFF
+        rows = _rows_of(starts[dm], m)
+        rr, kr = r[rows], np.repeat(k, m)
+        hit = rr.view(np.uint64) < kr.view(np.uint64)
+        u[rows] = np.where(hit, entries[np.repeat(at, m) + np.where(hit, rr, 0)], rr - kr)
     d = unzigzag(u)
     raw = mode == RAW
     if raw.any():  # their rows are values: as differences, for the one running sum below
@@ -273,6 +276,11 @@ def decode(r: np.ndarray, aux: np.ndarray | None, t: np.ndarray, count: np.ndarr
         di[0] = 0
         x[a:a + m] = np.cumsum(di, out=di) + first[i]
     return x
+
+
+def _rows_of(starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The rows ``starts[i]:starts[i] + count[i]`` of every i, end to end."""
+    return np.repeat(starts - starts_of(count), count) + np.arange(int(count.sum()))
 
 
 def _running(d: np.ndarray, starts: np.ndarray, count: np.ndarray, first: np.ndarray,
@@ -342,8 +350,15 @@ def width(r: np.ndarray) -> int:
 def pack(r: np.ndarray, bounds: np.ndarray, w: int) -> bytes:
     """The low ``w`` bytes of each residual, split in planes per row group (rows ``bounds[g]:bounds[g+1]``):
     row group g's bytes are its rows' first bytes, then their second bytes, ..."""
-    b = r.view(np.uint8).reshape(-1, 8)[:, :w]
-    return b"".join(np.ascontiguousarray(b[lo:hi].T).tobytes() for lo, hi in pairwise(bounds))
+    b = r.view(np.uint8).reshape(-1, 8)
+    out = np.empty(len(r) * w, np.uint8)
+    pos = 0
+    for lo, hi in pairwise(bounds.tolist()):
+        n = hi - lo
+        for k in range(w):  # one plane at a time: a strided read, a contiguous write (a 2-D transpose is 5x slower)
+            out[pos:pos + n] = b[lo:hi, k]
+            pos += n
+    return out.tobytes()
 
 
 def unpack(buf, sizes: list[int], w: int) -> np.ndarray:
@@ -352,7 +367,8 @@ def unpack(buf, sizes: list[int], w: int) -> np.ndarray:
     out = np.zeros((sum(sizes), 8), np.uint8)
     pos = row = 0
     for n in sizes:
-        out[row:row + n, :w] = raw[pos:pos + n * w].reshape(w, n).T
-        pos += n * w
+        for k in range(w):  # as in pack: plane by plane
+            out[row:row + n, k] = raw[pos:pos + n]
+            pos += n
         row += n
     return out.view(np.int64).ravel()

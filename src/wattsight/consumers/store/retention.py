@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...durations import duration_ms as _ms
 from . import rollup as ru
-from .segment import Segment, fsync_dir, write_segment
+from .compaction import keep_newer
+from .segment import Segment, fsync_dir, write_prepared
 
 
 def duration_ms(text: str) -> int | None:
@@ -96,14 +97,11 @@ def cutoffs(segment: Segment, rules: RetentionConfig, now_ms: int) -> np.ndarray
 def rewrite(segment: Segment, cut: np.ndarray, *, row_group_size: int) -> tuple[Segment | None, int]:
     """``segment`` without the rows older than their series' cutoff: (new segment or None when no row
     is left, rows dropped).  The file is replaced atomically under the same name."""
-    sid, t, v = segment.read_all()
-    keep = t >= cut[sid]
-    dropped = int(len(t) - keep.sum())
-    if not keep.any():
-        return None, dropped
-    new = write_segment(segment.path.parent, segment.lo, segment.hi, segment.series, sid[keep], t[keep],
-                        v[keep], row_group_size=row_group_size)
-    return new, dropped
+    if bool(np.all(segment.last_t < cut)):  # every row goes: nothing to read
+        return None, segment.rows
+    new = write_prepared(segment.path.parent, segment.lo, segment.hi, keep_newer(segment, cut),
+                         row_group_size=row_group_size)  # a slice at a time for a day's tier
+    return new, segment.rows - new.rows
 
 
 def apply(store, now: int) -> dict:

@@ -1,13 +1,14 @@
 """Immutable Parquet *segments*: sorted, deduplicated samples with values as scaled integers.
 
 A segment holds the samples of a contiguous range of write-ahead-log files (``lo``..``hi``,
-its file name ``<lo>-<hi>.parquet``), rows sorted by (probe, metric, unit, kind, provenance, t)
--- for the usual one series per (probe, metric), that is (probe, metric, t) -- with exact
-duplicates (same series, same t) collapsed to the last written.  Each series' values are
-*scaled integers* (value = v / 10**scale, ``scale`` the smallest 0..6 exact for all its values
-here; -1: the float64 bit patterns, for NaN, ...).
+its file name ``<lo>-<hi>.parquet``), each series' rows sorted by t, with exact duplicates
+(same series, same t) collapsed to the last written.  Format 1 sorts the series by (probe,
+metric, unit, kind, provenance); formats 2 and 3 by what a row costs within groups of probes
+(:func:`.segment_write.by_cost`; format 2 written before this order: by name; readers take the
+order from the summary).  Each series' values are *scaled integers* (value = v / 10**scale,
+``scale`` the smallest 0..6 exact for all its values here; -1: the float64 bit patterns, for NaN, ...).
 
-**Format 2** (written now).  Columns:
+**Format 3** (written now; format 2 is the same with first/last values in the summary).  Columns:
 
 =========== ================ =========================================================
 t           fixed_size_binary ms since the epoch as offsets from each series' usual step
@@ -18,8 +19,9 @@ v           fixed_size_binary the series' residuals (:mod:`.residual`: differenc
 aux         int64            per series: its dictionary or the partner prediction's factors
 =========== ================ =========================================================
 
-Merges write format 2 at zstd level ``COLD_LEVEL``; flushes write ``HOT_FORMAT`` (1) at
-``COMPRESSION_LEVEL``.  Read segments with
+Merges write format ``FORMAT`` at zstd level ``COLD_LEVEL``; flushes write ``HOT_FORMAT`` (1) at
+``COMPRESSION_LEVEL``.  Row groups hold ``row_group_size`` rows, except the last of each slice of a
+merge larger than memory (:class:`.compaction.Sliced`).  Read segments with
 :meth:`Segment.read_all` (or ``wattsight export`` for pandas, polars and DuckDB).
 
 **Format 1** (still read; :func:`.segment_write.write_prepared` writes it with ``fmt=1``):
@@ -27,10 +29,11 @@ dictionary columns probe, metric, unit, kind, provenance, scale per row, and ``v
 integers themselves (DELTA_BINARY_PACKED).
 
 The key-value metadata ``wattsight.summary`` keeps, per series in row order: count, first/last
-t, first/last v and scale, and in format 2 the residual mode, partner, dictionary size, first/last
-integer and usual step, plus each row group's first time (zstd'd msgpack of packed arrays).
-The store keeps that summary and the row-group boundaries in memory, so a read opens only the
-segments and row groups that hold the asked series (from their first row) and times.
+t and scale, first/last v (formats 1 and 2), and from format 2 on the residual mode, partner,
+dictionary size, first/last integer and usual step, plus each row group's first time (zstd'd
+msgpack of packed arrays).  The store keeps that summary and the row-group boundaries in memory,
+so a read opens only the segments and row groups that hold the asked series (from their first
+row) and times.
 """
 
 from __future__ import annotations
@@ -54,9 +57,9 @@ from .sorting import sort_ranked, sort_rows, starts_of  # noqa: F401 - part of t
 MAX_SCALE = 6
 COMPRESSION_LEVEL = 9
 #: Merged segments: written by the background thread, read for years.
-COLD_LEVEL = 15
+COLD_LEVEL = 16
 #: The format of merged (cold) segments, and of segments written by write_segment.
-FORMAT = 2
+FORMAT = 3
 #: The format a flush writes (hot segments, merged soon): format 1 keeps flushes cheap and reads
 #: of recent samples fast (format 2 decodes in numpy: see docs/consumers/store.md, Costs).
 HOT_FORMAT = 1
@@ -236,19 +239,12 @@ class Segment:
         idx = [i for i in indices if self.first_t[i] <= end_ms and self.last_t[i] >= start_ms]
         if not idx:
             return []
-        need = sorted(set(idx))
-        if self.fmt >= 2 and np.any(self.mode[need] == residual.PARTNER):  # decoded with their partners
-            need = sorted(set(need) | {int(self.partner[i]) for i in need if self.mode[i] == residual.PARTNER})
-        lo_rg = np.searchsorted(self.rg_bounds, self.row_start[need], "right") - 1
-        hi_rg = np.searchsorted(self.rg_bounds, self.row_start[need] + self.count[need] - 1, "right") - 1
+        need = self._with_partners(sorted(set(idx)))
+        lo_rg, hi_rg = self._row_groups(need)
         rows = self.count[need].copy()
         if self.fmt >= 2:  # differences run from each series' start: only the groups after end_ms are left out
             hi_rg, rows = self._upto(need, lo_rg, hi_rg, end_ms)
-        groups = sorted({g for a, b in zip(lo_rg.tolist(), hi_rg.tolist()) for g in range(a, b + 1)})
-        t_col, ints = self._columns(groups)
-        sizes = np.diff(self.rg_bounds)[groups]
-        offset = dict(zip(groups, (np.cumsum(sizes) - sizes).tolist()))  # where each group starts in table
-        at = {i: offset[g] + int(self.row_start[i] - self.rg_bounds[g]) for i, g in zip(need, lo_rg.tolist())}
+        t_col, ints, at = self._load(need, lo_rg, hi_rg)
         if self.fmt >= 2:
             ints, at = self._decode(need, at, t_col, *ints, rows=rows)
         n_of = dict(zip(need, rows.tolist()))
@@ -261,10 +257,46 @@ class Segment:
             out.append((i, t[lo:hi], from_scaled(v, int(self.scale[i]))))
         return out
 
-    def _columns(self, groups: list[int] | None) -> tuple[np.ndarray, object]:
-        """t, and the v column's integers (format 1) or (residuals, aux) (format 2) of row groups."""
+    def series_ints(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """t and integers of whole series, in the order of ``indices`` (``count[indices]`` rows each),
+        reading only the row groups that hold them (and their partners): a merge's slice of probes."""
+        need = self._with_partners(sorted(set(indices)))
+        lo_rg, hi_rg = self._row_groups(need)
+        t_col, ints, at = self._load(need, lo_rg, hi_rg)
+        if self.fmt >= 2:
+            (ints, t_col), at = self._decode(need, at, t_col, *ints)
+        count = self.count[indices]
+        first = np.asarray([at[i] for i in indices], np.int64)
+        rows = np.repeat(first - starts_of(count), count) + np.arange(int(count.sum()))
+        return t_col[rows], ints[rows]
+
+    def _with_partners(self, need: list[int]) -> list[int]:
+        if self.fmt >= 2 and np.any(self.mode[need] == residual.PARTNER):  # decoded with their partners
+            need = sorted(set(need) | {int(self.partner[i]) for i in need if self.mode[i] == residual.PARTNER})
+        return need
+
+    def _row_groups(self, need: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per series, the row groups of its first and last rows."""
+        lo_rg = np.searchsorted(self.rg_bounds, self.row_start[need], "right") - 1
+        hi_rg = np.searchsorted(self.rg_bounds, self.row_start[need] + self.count[need] - 1, "right") - 1
+        return lo_rg, hi_rg
+
+    def _load(self, need: list[int], lo_rg: np.ndarray, hi_rg: np.ndarray):
+        """The columns of the row groups ``lo_rg[k]..hi_rg[k]`` of each series, and where each series
+        starts in them: (t, ints or (residuals, aux), {series: row})."""
+        groups = sorted({g for a, b in zip(lo_rg.tolist(), hi_rg.tolist()) for g in range(a, b + 1)})
+        aux = self.fmt >= 2 and bool(np.any((self.mode[need] >= residual.DICT) | (self.dict_n[need] > 0)))
+        t_col, ints = self._columns(groups, aux)
+        sizes = np.diff(self.rg_bounds)[groups]
+        offset = dict(zip(groups, (np.cumsum(sizes) - sizes).tolist()))  # where each group starts in table
+        at = {i: offset[g] + int(self.row_start[i] - self.rg_bounds[g]) for i, g in zip(need, lo_rg.tolist())}
+        return t_col, ints, at
+
+    def _columns(self, groups: list[int] | None, aux: bool = True) -> tuple[np.ndarray, object]:
+        """t, and the v column's integers (format 1) or (residuals, aux) (format 2: aux None unless
+        ``aux``, asked when a series read is DICT or PARTNER: only they use it) of row groups."""
         f = pq.ParquetFile(self._source, metadata=self._meta)
-        cols = ["t", "v"] if self.fmt < 2 else ["t", "v", "aux"]
+        cols = ["t", "v"] if self.fmt < 2 or not aux else ["t", "v", "aux"]
         table = f.read(columns=cols) if groups is None else f.read_row_groups(groups, columns=cols)
         if self.fmt < 2:
             return table.column("t").to_numpy(), table.column("v").to_numpy()
@@ -275,7 +307,7 @@ class Segment:
             parts = [np.frombuffer(c.buffers()[1], np.uint8)[c.offset * w:(c.offset + len(c)) * w]
                      for c in table.column(name).chunks]
             planes.append(residual.unpack(parts[0] if len(parts) == 1 else np.concatenate(parts), sizes, w))
-        return planes[0], (planes[1], table.column("aux").to_numpy())
+        return planes[0], (planes[1], table.column("aux").to_numpy() if aux else None)
 
     def _upto(self, need: list[int], lo_rg: np.ndarray, hi_rg: np.ndarray, end_ms: int):
         """Per series, the last row group holding its rows up to ``end_ms`` (and its dictionary), and
@@ -296,15 +328,17 @@ class Segment:
         to end: ((x, t), at)."""
         count = self.count[need] if rows is None else rows
         whole = bool(np.array_equal(count, self.count[need]))
-        if whole and len(need) == len(self.series) and all(at[i] == self.row_start[i] for i in need):
-            sel = slice(None)
+        first = np.asarray([at[i] for i in need], np.int64)
+        ends = first + count
+        if not len(need) or np.array_equal(first[1:], ends[:-1]):  # end to end already: a view
+            sel = slice(int(first[0]) if len(need) else 0, int(ends[-1]) if len(need) else 0)
         else:
-            sel = np.concatenate([np.arange(at[i], at[i] + int(n)) for i, n in zip(need, count.tolist())])
+            sel = np.repeat(first - starts_of(count), count) + np.arange(int(count.sum()))
         pos = {i: k for k, i in enumerate(need)}
         partner = np.asarray([pos.get(int(j), -1) for j in self.partner[need]], np.int32)
         t = residual.decode_t(t_col[sel], count, self.step[need], self.first_t[need],
                               self.last_t[need] if whole else None)
-        x = residual.decode(r[sel], aux[sel], t, count, self.mode[need], partner, self.dict_n[need],
+        x = residual.decode(r[sel], None if aux is None else aux[sel], t, count, self.mode[need], partner, self.dict_n[need],
                             self.first_x[need], self.last_x[need] if whole else None)
         starts = starts_of(count)
         return (x, t), dict(zip(need, starts.tolist()))
@@ -339,9 +373,17 @@ _NUMERIC = {"count": "<i8", "first_t": "<i8", "last_t": "<i8", "first_v": "<f8",
 _NUMERIC2 = {"mode": "i1", "partner": "<i4", "dict_n": "<i4", "first_x": "<i8", "last_x": "<i8", "step": "<i8"}
 
 
+def _arrays(fmt: int) -> dict[str, str]:
+    """The summary's per-series arrays in format ``fmt`` (3: the first/last values are first/last_x decoded)."""
+    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
+    if fmt >= 3:
+        del arrays["first_v"], arrays["last_v"]
+    return arrays
+
+
 def _pack_summary(summary: dict) -> bytes:
     fmt = summary.get("fmt", 1)
-    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
+    arrays = _arrays(fmt)
     body = {k: np.ascontiguousarray(summary[k], dtype=dt).tobytes() for k, dt in arrays.items()}
     body["series"] = [s.as_tuple() for s in summary["series"]]
     body["f"] = fmt
@@ -357,11 +399,13 @@ def _unpack_summary(blob: bytes) -> dict:
     body = msgpack.unpackb(pa.decompress(blob[8:], decompressed_size=size, codec="zstd", asbytes=True),
                            raw=False)
     fmt = body.get("f")
-    if fmt not in (1, 2):
+    if fmt not in (1, 2, 3):
         raise ValueError(f"unknown summary format {fmt!r} (a newer wattsight wrote it: upgrade to read it)")
-    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
     out = {k: np.frombuffer(body[k], dtype=dt).astype(np.dtype(dt).newbyteorder("="))
-           for k, dt in arrays.items()}
+           for k, dt in _arrays(fmt).items()}
+    if fmt >= 3:  # exact: the scale of a series is lossless for all its values
+        out["first_v"] = decode(out["first_x"], out["scale"])
+        out["last_v"] = decode(out["last_x"], out["scale"])
     out["series"] = [Series(*row) for row in body["series"]]
     out["fmt"] = fmt
     if fmt >= 2:
@@ -382,4 +426,13 @@ def fsync_dir(directory: Path) -> None:
 
 
 # The writing half lives in its own module; it is part of this module's interface.
-from .segment_write import Prepared, merge_segments, prepare, write_prepared, write_segment  # noqa: F401
+from .segment_write import Prepared, prepare, write_prepared, write_segment  # noqa: F401
+
+
+def __getattr__(name: str):
+    """``merge_segments``, from .compaction (which imports this module: resolved on first use)."""
+    if name == "merge_segments":
+        from .compaction import merge_segments
+
+        return merge_segments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
