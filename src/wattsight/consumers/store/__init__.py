@@ -18,7 +18,8 @@ Layout of ``config.path``::
                                   rollup_sync.py)
 
 Queries whose resolution allows use the rollups (``buckets()``, ``energy()``: rollup_query.py);
-the background thread also applies ``[store.retention]`` (retention.py).
+the background threads (background.py: flushes; merges and ``[store.retention]``, retention.py)
+run beside ingest and reads.
 
 ``handle()`` returns once the batch is in the log, so it survives ``kill -9`` (and power loss
 with ``fsync = true``).  A new Store on the same path deletes half-written segment files,
@@ -43,13 +44,13 @@ from ...energy import Energy
 from ...errors import StoreError
 from ...sample import Batch, now_ms
 from ...timeseries import merge_parts
+from . import background, rollup_query, segment
 from . import retention as rt
-from . import rollup_query, segment
-from .compaction import drop_covered, pick_cold, pick_run
+from .compaction import drop_covered
 from .files import file_size, lock_store
 from .rollup_files import Rollups
 from .rollup_sync import catch_up, roll
-from .segment import COLD_LEVEL, Segment, fsync_dir, merge_segments, prepare, write_prepared
+from .segment import COLD_LEVEL, Segment, prepare, write_prepared
 from .tail import Registry, SeriesInfo, Tail, batch_columns, select
 from .wal import Problem, Wal, replay, wal_files
 
@@ -89,7 +90,8 @@ class Store:
         self.clock = clock
         self._lock = threading.Lock()  # the tail, registry, WAL and segment list
         self._room = threading.Condition(self._lock)  # notified when a flush takes the tail
-        self._maintenance = threading.Lock()  # one flush or merge at a time
+        self._maintenance = threading.Lock()  # one flush at a time
+        self._merging = threading.Lock()  # one merge or retention pass at a time (background.py)
         self._registry = Registry()
         self._tail = Tail()
         self._frozen: list[Tail] = []  # tails being written as segments, still read from memory
@@ -110,10 +112,7 @@ class Store:
         except BaseException:
             os.close(self._lockfile)
             raise
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # set by handle() when the tail reaches FLUSH_ROWS
-        self._thread = threading.Thread(target=self._run, name="store-flush", daemon=True)
-        self._thread.start()
+        background.start(self)  # the flush thread and the merge thread
 
     # -- writing -------------------------------------------------------------------------
     def handle(self, batch: Batch, raw: bytes | None = None) -> None:
@@ -200,47 +199,16 @@ class Store:
             self._n["flush_errors"] += 1
 
     def compact(self) -> int:
-        """Merge runs of small segments (``MERGE_FANOUT`` at a time), then rewrite in the cold format
-        the older segments no merge will take (too large: written at high rates); returns how many
-        merges ran (``stats()["recompressions"]`` counts the rewrites)."""
-        merges = 0
-        while True:
-            if self._tail.rows >= self.FLUSH_ROWS:  # a flush is due: before a merge that may take long
-                self.flush()
-            with self._maintenance:
-                run = pick_run(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS)
-                if not run:
-                    cold = pick_cold(self._segments, self.MERGE_FANOUT, self.MERGE_MAX_ROWS, segment.FORMAT)
-                    if cold is None:
-                        return merges
-                    again = self._merge([cold])  # the same name: the file is replaced whole
-                    with self._lock:
-                        self._segments = [again if s is cold else s for s in self._segments]
-                        self._n["recompressions"] += 1
-                    continue
-                merged = self._merge(run)
-                with self._lock:
-                    at = self._segments.index(run[0])
-                    rest = [s for s in self._segments if s not in run]
-                    self._segments = rest[:at] + [merged] + rest[at:]
-                    self._n["merges"] += 1
-                for s in run:  # readers holding the old list still read them: their maps stay open
-                    s.path.unlink(missing_ok=True)
-                fsync_dir(self._segdir)
-            merges += 1
-
-    def _merge(self, run: list[Segment]) -> Segment:
-        """One segment of ``run``'s rows, their stored integers passed through (segment.merge_segments)."""
-        return write_prepared(self._segdir, run[0].lo, run[-1].hi, merge_segments(run),
-                              row_group_size=self.ROW_GROUP_SIZE, compression_level=COLD_LEVEL)
+        """Merge runs of small segments, then rewrite in the cold format the older segments no merge
+        will take; returns how many merges ran (background.py; the merge thread runs it after each
+        flush)."""
+        return background.compact(self)
 
     def close(self) -> None:
         """Flush the tail to a segment, stop the flush thread and release the store."""
         if self._closed:
             return
-        self._stop.set()
-        self._wake.set()
-        self._thread.join()
+        background.stop(self)
         try:
             self.flush()
         finally:  # if the flush failed, the samples are still in the log for the next start
@@ -257,27 +225,6 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def _run(self) -> None:
-        """The flush thread: every ``flush_interval`` s (or at ``FLUSH_ROWS``), a segment, then merges."""
-        while True:
-            self._wake.wait(self.config.flush_interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.flush()
-                self.compact()
-                now = self.clock()
-                due = self._last_retention_ms is None or now - self._last_retention_ms >= self.retention.interval * 1e3
-                if self.retention.active and due:
-                    self.apply_retention(now)
-            except StoreError as exc:  # the samples stay in the log and memory; retried next time
-                log.error("%s (retrying in %g s)", exc, self.config.flush_interval)
-            except Exception:  # this thread's boundary: a bug must not stop every later flush
-                self._n["flush_errors"] += 1
-                log.exception("%s: flush or merge failed; the samples stay in the log and memory, "
-                              "retrying in %g s", self.path, self.config.flush_interval)
 
     # -- reading -------------------------------------------------------------------------
     def read(self, keys: list[Key], start_ms: int, end_ms: int, *, memory: bool = True
@@ -368,7 +315,8 @@ class Store:
         """Drop the raw samples and rollup cells older than ``[store.retention]`` (one segment
         rewritten at a time; ingest and reads go on).  Returns what was done (retention.py)."""
         now = self.clock() if now is None else int(now)
-        done = rt.apply(self, now)
+        with self._merging:  # a merge does not read a segment being rewritten, nor the reverse
+            done = rt.apply(self, now)
         self._last_retention_ms = now
         return done
 

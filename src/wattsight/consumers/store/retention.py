@@ -107,22 +107,21 @@ def rewrite(segment: Segment, cut: np.ndarray, *, row_group_size: int) -> tuple[
 def apply(store, now: int) -> dict:
     """One retention pass over ``store`` (a Store); returns what was done."""
     done = {"rewritten": 0, "deleted": 0, "dropped": 0, "rollup_partitions": 0}
-    for seg in list(store._segments):
-        with store._maintenance:  # one segment at a time: flushes go on between two
-            if seg not in store._segments:  # merged meanwhile: its rows are in a later one
-                continue
-            cut = cutoffs(seg, store.retention, now)
-            newest = seg.hi == max(s.hi for s in store._segments)
-            if cut is None or (newest and bool(np.all(seg.last_t < cut))):
-                continue  # nothing old; or the newest would go whole: it names the next log file
-            new, dropped = rewrite(seg, cut, row_group_size=store.ROW_GROUP_SIZE)
-            with store._lock:
-                store._segments = [new if s is seg else s for s in store._segments if new or s is not seg]
-            if new is None:
-                seg.path.unlink(missing_ok=True)
-                fsync_dir(seg.path.parent)
-            done["deleted" if new is None else "rewritten"] += 1
-            done["dropped"] += dropped
+    for seg in list(store._segments):  # the caller holds Store._merging: no merge meanwhile; flushes
+        with store._lock:               # only add newer segments
+            segments = store._segments
+        cut = cutoffs(seg, store.retention, now)
+        newest = seg.hi == max(s.hi for s in segments)
+        if cut is None or (newest and bool(np.all(seg.last_t < cut))):
+            continue  # nothing old; or the newest would go whole: it names the next log file
+        new, dropped = rewrite(seg, cut, row_group_size=store.ROW_GROUP_SIZE)
+        with store._lock:
+            store._segments = [new if s is seg else s for s in store._segments if new or s is not seg]
+        if new is None:
+            seg.path.unlink(missing_ok=True)
+            fsync_dir(seg.path.parent)
+        done["deleted" if new is None else "rewritten"] += 1
+        done["dropped"] += dropped
     for level in ru.LEVELS:
         keep = store.retention.rollup_ms(level)
         if keep is not None:
