@@ -50,7 +50,7 @@ from .compaction import drop_covered
 from .files import file_size, lock_store
 from .rollup_files import Rollups
 from .rollup_sync import catch_up, roll
-from .segment import COLD_LEVEL, Segment, prepare, write_prepared
+from .segment import Segment, prepare, write_prepared
 from .tail import Registry, SeriesInfo, Tail, batch_columns, select
 from .wal import Problem, Wal, replay, wal_files
 
@@ -184,9 +184,11 @@ class Store:
         """How a flush of ``rows`` rows is written: the hot format, cheap to write and read, unless no
         merge will take the segment (too large for ``MERGE_FANOUT`` of its size to fit in
         ``MERGE_MAX_ROWS``: flushes at high rates), which :meth:`compact` would then read back and
-        rewrite in the cold format at once; written cold here, each sample is encoded once."""
+        rewrite in the cold format at once; written in it here, at the flush's zstd level (9: a
+        fifth of level 16's CPU, which made the flush thread the bottleneck at 1,000 probes), for
+        the day's tier (compaction.pick_tier) to compress at ``COLD_LEVEL``."""
         if rows * self.MERGE_FANOUT > self.MERGE_MAX_ROWS:
-            return {"fmt": segment.FORMAT, "compression_level": COLD_LEVEL}
+            return {"fmt": segment.FORMAT, "compression_level": segment.COMPRESSION_LEVEL}
         return {"fmt": min(segment.HOT_FORMAT, segment.FORMAT)}
 
     def _thaw(self, frozen: Tail, lo: int) -> None:
