@@ -354,8 +354,10 @@ class Rollups:
 
 def _join(old: ru.Cells, new: ru.Cells, p: int, size: int, part: int, counter: np.ndarray,
           wrap: np.ndarray) -> ru.Cells | None:
-    """Partition ``p``'s cells ``old`` with the cells ``new`` of later samples folded in (both
-    sorted by (kid, b)); None if a new cell does not start after the old one of its bucket."""
+    """Partition ``p``'s cells ``old`` with the cells ``new`` of later samples folded in; None if a
+    new cell does not start after the old one of its bucket.  ``new`` is sorted by (kid, b); ``old``
+    is grouped by kid, b ascending in each, and sorted here if loaded in another process's key
+    order (rollup_parquet.load)."""
     per = part // size
     okey = old["kid"] * per + (old["b"] - p) // size
     if len(okey) > 1 and not np.all(okey[1:] >= okey[:-1]):  # as loaded: keys in the writer's order
