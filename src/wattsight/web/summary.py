@@ -57,26 +57,19 @@ def range_stats(store, keys: list[tuple[str, str]], start_ms: int, end_ms: int) 
             b = got.get(k)
             if b is None or not len(b["t"]):
                 continue
-            a = acc[k]
-            if len(b["t"]) == 1:  # the usual case (one bucket per piece): plain floats, no numpy call
-                n1, s1 = int(b["n"][0]), float(b["avg"][0]) * int(b["n"][0])
-                a["n"] += n1
-                a["sum"] += 0.0 if math.isnan(s1) else s1  # as nansum
-                a["min"] = min(a["min"], float(b["min"][0]))
-                a["max"] = max(a["max"], float(b["max"][0]))
-                a["last"] = float(b["last"][0])
-                continue
-            n = np.asarray(b["n"], np.int64)
-            a["n"] += int(n.sum())
-            a["sum"] += float(np.nansum(np.asarray(b["avg"]) * n))
-            a["min"] = min(a["min"], float(np.min(b["min"])))
-            a["max"] = max(a["max"], float(np.max(b["max"])))
+            a = acc[k]  # one bucket per piece (_one_bucket): plain floats, no numpy call
+            n1, s1 = int(b["n"][0]), float(b["avg"][0]) * int(b["n"][0])
+            a["n"] += n1
+            a["sum"] += 0.0 if math.isnan(s1) else s1  # as nansum
+            a["min"] = min(a["min"], float(b["min"][0]))
+            a["max"] = max(a["max"], float(b["max"][0]))
             a["last"] = float(b["last"][-1])
     return {k: {"n": a["n"], "min": a["min"] if a["n"] else None, "max": a["max"] if a["n"] else None,
                 "avg": a["sum"] / a["n"] if a["n"] else None, "last": a["last"]} for k, a in acc.items()}
 
 
 def _one_bucket(store, keys, lo: int, hi: int) -> dict:
+    """Per key, the one bucket of [lo, hi] (a step of the whole piece)."""
     step = hi - lo + 1
     if hasattr(store, "buckets"):
         return store.buckets(keys, lo, hi, step)
