@@ -312,10 +312,8 @@ def test_phone_width_has_no_horizontal_overflow(browser, server):
 
 
 def test_dark_scheme_follows_the_system(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="dark")
-    pg = context.new_page()
-    watch = Watch(pg)
-    try:
+    with new_page(browser, color_scheme="dark") as pg:
+        watch = Watch(pg)
         for scheme in ("dark", "light"):
             pg.emulate_media(color_scheme=scheme)
             pg.goto(server.url + "/?period=minute")
@@ -326,8 +324,6 @@ def test_dark_scheme_follows_the_system(browser, server):
             if scheme == "dark":
                 shot(pg, "overview-dark")
         watch.assert_clean()
-    finally:
-        context.close()
 
 
 def test_tab_reaches_the_controls_with_a_visible_focus(page, server):
