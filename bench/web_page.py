@@ -274,10 +274,11 @@ def server_parts(path: Path, probes: int, end_ms: int, runs: int, tag: dict) -> 
     (``rolled_buckets``) vs one ``store.buckets`` call, and ``fast_json`` vs FastAPI's encoder."""
     from fastapi.encoders import jsonable_encoder
 
+    from bench.web_overview import timed
     from wattsight.config import StoreConfig
     from wattsight.consumers.api.catalog import Catalog
+    from wattsight.consumers.api.models import fast_json
     from wattsight.consumers.api.queries import rolled_buckets, series_report
-    from wattsight.consumers.api.routes_v1 import fast_json
     from wattsight.consumers.store import Store
     from wattsight.sample import Topology
 
@@ -294,11 +295,7 @@ def server_parts(path: Path, probes: int, end_ms: int, runs: int, tag: dict) -> 
                  "json_fast": lambda: fast_json(report)}
         for name, fn in parts.items():
             fn()  # warm
-            times = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t) * 1000)
+            times, _ = timed(fn, runs)
             emit(f"web_page.inproc.{name}.p50", float(np.median(times)), "ms", "embedded (in process)",
                  **tag, series=len(ids), points=sum(x["count"] for x in report["series"]),
                  load_avg=round(os.getloadavg()[0], 1))

@@ -11,8 +11,8 @@ from fastapi.encoders import jsonable_encoder
 from test_api_helpers import FROM_S, HOUR, T0, T_END, client_for, open_store, topology
 
 from wattsight.consumers.api.catalog import Catalog
+from wattsight.consumers.api.models import fast_json
 from wattsight.consumers.api.queries import rolled_buckets, series_report
-from wattsight.consumers.api.routes_v1 import fast_json
 
 MINUTE = 60_000
 CUT = T0 + 37 * MINUTE + 12_345  # "now", inside a minute and an hour
