@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
+from .recorder.core import comma_list
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -104,7 +105,7 @@ def _nodes(wanted: str | None, mapping: dict[str, tuple[str, ...]]) -> list[str]
         return known
     out = []
     every = {n for nodes in mapping.values() for n in nodes}
-    for name in (n.strip() for n in wanted.split(",") if n.strip()):
+    for name in comma_list(wanted):
         short = [n for n in every if n.split(".", 1)[-1] == name]
         if name in every or "." in name:
             out.append(name)
