@@ -66,3 +66,32 @@ def test_the_merge_thread_merges_after_background_flushes(tmp_path):
     assert store.stats()["merges"] >= 1
     assert len(store.read([KEY], *ALL)[KEY][0]) == 20
     store.close()
+
+
+def test_a_retention_rebuild_waits_for_a_flush_in_progress(tmp_path, monkeypatch):
+    """A flush's rows are in its new segment and still in memory until it ends: the registry rebuilt
+    by a retention pass (merge thread) meanwhile must not count them twice."""
+    import wattsight.consumers.store as st
+    from wattsight.consumers.store import retention as rt
+
+    store = open_store(tmp_path / "s")
+    store.handle(one(POWER, T0 + np.arange(100) * 1000, np.ones(100)))
+    inside, release = threading.Event(), threading.Event()
+    real = st.roll
+
+    def paused(*args):  # the flush has added its segment, its rows are still frozen in memory
+        inside.set()
+        assert release.wait(60), "the test did not release the flush"
+        return real(*args)
+    monkeypatch.setattr(st, "roll", paused)
+    flush = threading.Thread(target=store.flush)
+    flush.start()
+    assert inside.wait(60), "the flush did not start"
+    rebuild = threading.Thread(target=rt.rebuild_registry, args=(store,))
+    rebuild.start()
+    rebuild.join(0.5)  # it waits for the flush (an upper bound for the test's pace, not a figure)
+    release.set()
+    flush.join(60)
+    rebuild.join(60)
+    assert store.stats()["samples_total"] == 100 and store.series()[0].count == 100
+    store.close()

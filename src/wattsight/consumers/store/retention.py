@@ -136,8 +136,9 @@ def apply(store, now: int) -> dict:
 
 
 def rebuild_registry(store) -> None:
-    """Counts and first/last times again from the segments and memory (after retention)."""
-    with store._lock:
+    """Counts and first/last times again from the segments and memory (after retention).  Not during
+    a flush: its rows are in its new segment and still in memory (``_frozen``) until it ends."""
+    with store._maintenance, store._lock:
         reg = store._registry
         n = len(reg)
         reg.count[:n] = 0
