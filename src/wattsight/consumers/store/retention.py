@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ...durations import duration_ms as _ms
 from . import rollup as ru
 from .compaction import keep_newer
-from .segment import Segment, fsync_dir, write_prepared
+from .segment import COLD_LEVEL, Segment, fsync_dir, write_prepared
 
 
 def duration_ms(text: str) -> int | None:
@@ -100,7 +100,7 @@ def rewrite(segment: Segment, cut: np.ndarray, *, row_group_size: int) -> tuple[
     if bool(np.all(segment.last_t < cut)):  # every row goes: nothing to read
         return None, segment.rows
     new = write_prepared(segment.path.parent, segment.lo, segment.hi, keep_newer(segment, cut),
-                         row_group_size=row_group_size)  # a slice at a time for a day's tier
+                         row_group_size=row_group_size, compression_level=COLD_LEVEL)  # a slice at a time
     return new, segment.rows - new.rows
 
 
