@@ -27,7 +27,7 @@ def compact(store) -> int:
     (``stats()["recompressions"]`` counts the rewrites).  Flushes go on meanwhile."""
     merges = 0
     with store._merging:
-        while True:
+        while not store._stop.is_set():  # closing: the merge under way ends, the rest waits for the next start
             with store._lock:
                 segments = store._segments
             run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS)
@@ -50,6 +50,7 @@ def compact(store) -> int:
                 s.path.unlink(missing_ok=True)
             fsync_dir(store._segdir)
             merges += 1
+    return merges
 
 
 def _merge(store, run: list[Segment]) -> Segment:
@@ -85,6 +86,8 @@ def merge_loop(store) -> None:
             return
         try:
             compact(store)
+            if store._stop.is_set():
+                return
             now = store.clock()
             last = store._last_retention_ms
             if store.retention.active and (last is None or now - last >= store.retention.interval * 1e3):
@@ -107,7 +110,7 @@ def start(store) -> None:
 
 
 def stop(store) -> None:
-    """Stop both threads (a merge under way is finished first)."""
+    """Stop both threads (a merge under way is finished first, the others wait for the next start)."""
     store._stop.set()
     store._wake.set()
     store._merge_wake.set()
