@@ -91,10 +91,11 @@ def dir_bytes(path: Path) -> int:
 
 
 def cpu_now(inbox, store) -> dict[str, float]:
-    """CPU seconds so far: the whole process, the bus thread, the store's flush thread."""
+    """CPU seconds so far: the whole process, the bus thread, the store's flush and merge threads."""
     def thread(t) -> float:
         return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-    return {"process": time.process_time(), "receive": thread(inbox.thread), "flush": thread(store._thread)}
+    return {"process": time.process_time(), "receive": thread(inbox.thread), "flush": thread(store._thread),
+            "merge": thread(store._merger)}
 
 
 def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0) -> dict:
@@ -151,13 +152,13 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
     per = 1e6 / max(stats["acked_samples"], 1)
     total = (cpu["process"] + cpu["after"]) * per
     emit("store_cpu", total, "us/sample", "store", run=run, during_ingest=round(cpu["process"] * per, 4),
-         receive=round(cpu["receive"] * per, 4), flush_merge=round(cpu["flush"] * per, 4),
+         receive=round(cpu["receive"] * per, 4), flush_merge=round((cpu["flush"] + cpu["merge"]) * per, 4),
          after_ingest=round(cpu["after"] * per, 4), capacity=round(1e6 / max(total, 1e-9)),
          unflushed_at_end=behind["tail_samples"], ingest_waits=behind.get("ingest_waits", 0),
          ingest_wait_s=round(behind.get("ingest_wait_s", 0), 1), load_avg=[round(x, 2) for x in load],
          note="CPU of this process (every thread) per sample acknowledged, from the first sample to the last "
          "flush and compact() done; during_ingest: until the last sample was acknowledged, of which receive: the "
-         "bus thread (decode, WAL, tail) and flush_merge: the store's thread (segments, rollups, merges); "
+         "bus thread (decode, WAL, tail) and flush_merge: the store's flush and merge threads (segments, rollups, merges); "
          "after_ingest: the last flush and compact(); capacity: samples/s one core would sustain; "
          "unflushed_at_end: samples still in memory then; ingest_waits: times handle() waited for a flush")
     emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run, format=segment.FORMAT,
