@@ -191,7 +191,7 @@ def emit(figure: str, value: float, unit: str, engine: str, **extra) -> None:
 
 
 def parse_with_format(ap, note: str = "") -> argparse.Namespace:
-    """``ap.parse_args()`` with a ``--format`` option (1 or 2, default ``segment.FORMAT``): the
+    """``ap.parse_args()`` with a ``--format`` option (1, 2 or 3, default ``segment.FORMAT``): the
     segment format the store writes, set in ``segment.FORMAT`` for the rest of the run."""
     from wattsight.consumers.store import segment
 

@@ -122,10 +122,10 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared | Iterable[Pre
                    row_group_size: int = 1 << 20, compression_level: int = COMPRESSION_LEVEL,
                    fmt: int | None = None) -> Segment:
     """Durably write prepared rows as the segment ``<lo>-<hi>`` (see :func:`write_segment`) in
-    format ``fmt`` (default ``segment.FORMAT``, 2; 1 is the format before residuals, still read).
+    format ``fmt`` (default ``segment.FORMAT``, 3; 1 is the format before residuals, still read).
 
     ``p`` may also be slices of the rows (a merge too large for memory, :class:`.compaction.Sliced`:
-    disjoint series, in order): format 2 encodes them one at a time and keeps each one's byte planes
+    disjoint series, in order): formats 2 and 3 encode them one at a time and keeps each one's byte planes
     zstd'd in memory (~1.5 B a row) until the widths of the whole segment are known."""
     fmt = _segment.FORMAT if fmt is None else fmt
     if fmt < 2:
