@@ -12,7 +12,8 @@ from store_contract import bits, pdu_trace
 from store_contract import open_embedded as open_store
 
 from wattsight.consumers.store import residual
-from wattsight.consumers.store.segment import Segment, merge_segments, write_prepared, write_segment
+from wattsight.consumers.store.compaction import merge_segments
+from wattsight.consumers.store.segment import Segment, write_prepared, write_segment
 from wattsight.sample import Batch, Series
 
 T0 = 1_767_225_600_000

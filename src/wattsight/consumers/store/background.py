@@ -15,8 +15,8 @@ import threading
 
 from ...errors import StoreError
 from . import segment
-from .compaction import pick_cold, pick_run
-from .segment import COLD_LEVEL, Segment, fsync_dir, merge_segments, write_prepared
+from .compaction import merge_segments, pick_cold, pick_run
+from .segment import COLD_LEVEL, Segment, fsync_dir, write_prepared
 
 log = logging.getLogger("wattsight.store")
 

@@ -40,11 +40,9 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -53,6 +51,7 @@ from ...errors import StoreError
 from ...sample import Series
 from . import residual
 from .sorting import sort_ranked, sort_rows, starts_of  # noqa: F401 - part of this module's interface
+from .summary import unpack as unpack_summary
 
 MAX_SCALE = 6
 COMPRESSION_LEVEL = 9
@@ -169,7 +168,7 @@ def decode(v: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 # -- the segment --------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # by identity: the store finds, swaps and removes segments by identity
 class Segment:
     """One segment file, its per-series summary and row-group bounds (kept in memory)."""
 
@@ -221,7 +220,10 @@ class Segment:
             blob = (meta.metadata or {}).get(SUMMARY_KEY)
             if blob is None:
                 raise StoreError(f"{path}: no {SUMMARY_KEY.decode()} metadata; not a wattsight segment")
-            summary = _unpack_summary(blob)
+            summary = unpack_summary(blob)
+            if summary["fmt"] >= 3:  # exact: the scale of a series is lossless for all its values
+                summary["first_v"] = decode(summary["first_x"], summary["scale"])
+                summary["last_v"] = decode(summary["last_x"], summary["scale"])
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
             raise StoreError(f"{path}: cannot read segment: {exc}. Move the file away to start "
                              "without it (its samples are then missing)") from exc
@@ -368,52 +370,6 @@ class Segment:
         return sid, t, decode(ints, np.repeat(self.scale, self.count))
 
 
-_NUMERIC = {"count": "<i8", "first_t": "<i8", "last_t": "<i8", "first_v": "<f8", "last_v": "<f8",
-            "scale": "i1"}
-_NUMERIC2 = {"mode": "i1", "partner": "<i4", "dict_n": "<i4", "first_x": "<i8", "last_x": "<i8", "step": "<i8"}
-
-
-def _arrays(fmt: int) -> dict[str, str]:
-    """The summary's per-series arrays in format ``fmt`` (3: the first/last values are first/last_x decoded)."""
-    arrays = dict(_NUMERIC, **(_NUMERIC2 if fmt >= 2 else {}))
-    if fmt >= 3:
-        del arrays["first_v"], arrays["last_v"]
-    return arrays
-
-
-def _pack_summary(summary: dict) -> bytes:
-    fmt = summary.get("fmt", 1)
-    arrays = _arrays(fmt)
-    body = {k: np.ascontiguousarray(summary[k], dtype=dt).tobytes() for k, dt in arrays.items()}
-    body["series"] = [s.as_tuple() for s in summary["series"]]
-    body["f"] = fmt
-    if fmt >= 2:
-        body["w"], body["wt"] = int(summary["width"]), int(summary["t_width"])
-        body["rg_t"] = np.ascontiguousarray(summary["rg_t"], dtype="<i8").tobytes()
-    raw = msgpack.packb(body, use_bin_type=True)
-    return struct.pack("<Q", len(raw)) + pa.compress(raw, codec="zstd", asbytes=True)
-
-
-def _unpack_summary(blob: bytes) -> dict:
-    (size,) = struct.unpack_from("<Q", blob)
-    body = msgpack.unpackb(pa.decompress(blob[8:], decompressed_size=size, codec="zstd", asbytes=True),
-                           raw=False)
-    fmt = body.get("f")
-    if fmt not in (1, 2, 3):
-        raise ValueError(f"unknown summary format {fmt!r} (a newer wattsight wrote it: upgrade to read it)")
-    out = {k: np.frombuffer(body[k], dtype=dt).astype(np.dtype(dt).newbyteorder("="))
-           for k, dt in _arrays(fmt).items()}
-    if fmt >= 3:  # exact: the scale of a series is lossless for all its values
-        out["first_v"] = decode(out["first_x"], out["scale"])
-        out["last_v"] = decode(out["last_x"], out["scale"])
-    out["series"] = [Series(*row) for row in body["series"]]
-    out["fmt"] = fmt
-    if fmt >= 2:
-        out["width"], out["t_width"] = int(body["w"]), int(body["wt"])
-        out["rg_t"] = np.frombuffer(body["rg_t"], dtype="<i8").astype(np.int64)
-    return out
-
-
 def fsync_dir(directory: Path) -> None:
     """Make a rename or unlink in ``directory`` durable."""
     if os.name == "nt":  # Windows cannot open a folder; its renames are durable on their own
@@ -428,11 +384,3 @@ def fsync_dir(directory: Path) -> None:
 # The writing half lives in its own module; it is part of this module's interface.
 from .segment_write import Prepared, prepare, write_prepared, write_segment  # noqa: F401
 
-
-def __getattr__(name: str):
-    """``merge_segments``, from .compaction (which imports this module: resolved on first use)."""
-    if name == "merge_segments":
-        from .compaction import merge_segments
-
-        return merge_segments
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,14 +24,13 @@ from .segment import (
     COMPRESSION_LEVEL,
     SUMMARY_KEY,
     Segment,
-    _pack_summary,
     fsync_dir,
     scale_values,
     schema,
     segment_name,
-    sort_ranked,
 )
-from .sorting import starts_of
+from .sorting import sort_ranked, starts_of
+from .summary import pack as pack_summary
 
 #: Rows per probe group that :func:`by_cost` orders (see there).
 GROUP_ROWS = 1 << 22
@@ -125,7 +124,7 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared | Iterable[Pre
     format ``fmt`` (default ``segment.FORMAT``, 3; 1 is the format before residuals, still read).
 
     ``p`` may also be slices of the rows (a merge too large for memory, :class:`.compaction.Sliced`:
-    disjoint series, in order): formats 2 and 3 encode them one at a time and keeps each one's byte planes
+    disjoint series, in order): formats 2 and 3 encode them one at a time and keep each one's byte planes
     zstd'd in memory (~1.5 B a row) until the widths of the whole segment are known."""
     fmt = _segment.FORMAT if fmt is None else fmt
     if fmt < 2:
@@ -243,7 +242,7 @@ def _commit(directory: Path, lo: int, hi: int, sch: pa.Schema, tables: Iterable[
             ) as writer:
                 for table in tables:
                     writer.write_table(table, row_group_size=row_group_size)
-                writer.add_key_value_metadata({SUMMARY_KEY: _pack_summary(summary)})
+                writer.add_key_value_metadata({SUMMARY_KEY: pack_summary(summary)})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
