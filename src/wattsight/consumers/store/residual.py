@@ -228,10 +228,13 @@ def _dictionaries(count: np.ndarray, starts: np.ndarray, best: np.ndarray, mode:
 
 
 def decode(r: np.ndarray, aux: np.ndarray | None, t: np.ndarray, count: np.ndarray, mode: np.ndarray,
-           partner: np.ndarray, dict_n: np.ndarray, first: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+           partner: np.ndarray, dict_n: np.ndarray, first: np.ndarray, last: np.ndarray | None, *,
+           entries: np.ndarray | None = None) -> np.ndarray:
     """The int64 values of series laid out as :func:`encode` wrote them (``partner`` indexes series
     of the same layout; ``first``, ``last``: each series' first and last value; ``last`` None when
-    the series may be cut short: only their first rows given)."""
+    the series may be cut short: only their first rows given).  ``entries``: the dictionaries of
+    the series with ``dict_n`` > 0, end to end, when the rows given do not start at the series'
+    first rows (a read from a restart point: :mod:`.restarts`; ``first`` then the value there)."""
     n = len(r)
     if not n or not mode.any():
         return r.copy()
@@ -242,7 +245,8 @@ def decode(r: np.ndarray, aux: np.ndarray | None, t: np.ndarray, count: np.ndarr
         u = r.copy()
         k, m = dict_n[dm].astype(np.int64), count[dm]
         at = starts_of(k)
-        entries = aux[_rows_of(starts[dm], k)] & 0xFFFFFFFF
+        if entries is None:
+            entries = aux[_rows_of(starts[dm], k)] & 0xFFFFFFFF
         rows = _rows_of(starts[dm], m)
         rr, kr = r[rows], np.repeat(k, m)
         hit = rr.view(np.uint64) < kr.view(np.uint64)

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 from ...errors import StoreError
 from ...sample import Series
-from . import residual
+from . import residual, restarts
 from .sorting import sort_ranked, sort_rows, starts_of  # noqa: F401 - part of this module's interface
 from .summary import unpack as unpack_summary
 
@@ -194,6 +194,9 @@ class Segment:
     step: np.ndarray | None = None  # format 2, per series: its usual step in ms (times are offsets from it)
     width: int = 8
     t_width: int = 8
+    restart: int = 0  # rows between restart points (restarts.py), 0: none (written before them)
+    rs_x: np.ndarray | None = None
+    rs_t: np.ndarray | None = None
     _source: object = None  # an open pa.memory_map: reads still work once a merge unlinked it
     _meta: object = None
 
@@ -241,6 +244,8 @@ class Segment:
         idx = [i for i in indices if self.first_t[i] <= end_ms and self.last_t[i] >= start_ms]
         if not idx:
             return []
+        if self.restart:
+            return [(i, t, from_scaled(x, int(self.scale[i]))) for i, t, x in restarts.read(self, idx, start_ms, end_ms)]
         need = self._with_partners(sorted(set(idx)))
         lo_rg, hi_rg = self._row_groups(need)
         rows = self.count[need].copy()

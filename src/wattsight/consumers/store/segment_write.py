@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from ...errors import StoreError
 from ...sample import Series
-from . import residual
+from . import residual, restarts
 from . import segment as _segment
 from .segment import (
     _DICT_COLUMNS,
@@ -70,9 +70,9 @@ def _sort_by_name(series: list[Series], used: list[int], sid: np.ndarray, t: np.
     """Rows (``sid`` indexes ``series``, all in ``used``) sorted by (series name, t), the last written
     of equal (series, t) kept: (``used`` by name, kept rows, rows per series by name, their t)."""
     by_name = sorted(used, key=lambda i: series[i].as_tuple())
-    rank = np.zeros(len(series), np.int64)
+    rank = np.zeros(len(series), np.uint16 if len(by_name) <= 1 << 16 else np.int64)  # uint16: a radix sort
     rank[by_name] = np.arange(len(by_name))
-    return (by_name, *sort_ranked(rank[sid], t))
+    return (by_name, *sort_ranked(rank[sid], t, max(len(by_name), 1)))
 
 
 def by_cost(p: Prepared, group_rows: int = GROUP_ROWS) -> Prepared:
@@ -144,7 +144,7 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared | Iterable[Pre
         parts = [_Part.of(by_cost(piece), row_group_size).squeeze() for piece in p]
     wt, w = max(x.wt for x in parts), max(x.w for x in parts)
     summary = _joined([x.summary for x in parts], fmt)
-    summary.update(width=w, t_width=wt)
+    summary.update(width=w, t_width=wt, restart=restarts.RESTART_ROWS)
     options = {"use_dictionary": ["aux"], "write_statistics": False,
                "column_encoding": {"t": "PLAIN", "v": "PLAIN"}}
     bounds = np.concatenate([[0], np.cumsum(np.concatenate([x.sizes for x in parts]))]).astype(np.int64)
@@ -176,6 +176,7 @@ class _Part:
                    "first_v": p.first_v, "last_v": p.last_v, "scale": p.scale, "mode": coded.mode,
                    "partner": coded.partner, "dict_n": coded.dict_n, "first_x": coded.first, "last_x": coded.last,
                    "step": step, "rg_t": p.t[np.cumsum(sizes) - sizes]}
+        summary["rs_x"], summary["rs_t"] = restarts.points(p.ints, p.t, p.count)
         return cls(summary, sizes, residual.width(rt), residual.width(coded.r), rt, coded.r, coded.aux)
 
     @property

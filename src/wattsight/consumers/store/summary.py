@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...sample import Series
+from . import restarts
 
 _NUMERIC = {"count": "<i8", "first_t": "<i8", "last_t": "<i8", "first_v": "<f8", "last_v": "<f8",
             "scale": "i1"}
@@ -34,6 +35,12 @@ def pack(summary: dict) -> bytes:
     if fmt >= 2:
         body["w"], body["wt"] = int(summary["width"]), int(summary["t_width"])
         body["rg_t"] = np.ascontiguousarray(summary["rg_t"], dtype="<i8").tobytes()
+    every = int(summary.get("restart") or 0)
+    if fmt >= 2 and every:
+        body["rs"] = every
+        for key, first in (("rs_x", "first_x"), ("rs_t", "first_t")):
+            d = restarts.deltas(summary[key], summary[first], summary["count"], every)
+            body[key] = d.astype("<i8").tobytes()
     raw = msgpack.packb(body, use_bin_type=True)
     return struct.pack("<Q", len(raw)) + pa.compress(raw, codec="zstd", asbytes=True)
 
@@ -53,4 +60,9 @@ def unpack(blob: bytes) -> dict:
     if fmt >= 2:
         out["width"], out["t_width"] = int(body["w"]), int(body["wt"])
         out["rg_t"] = np.frombuffer(body["rg_t"], dtype="<i8").astype(np.int64)
+    if fmt >= 2 and body.get("rs"):  # restart points (restarts.py): absent from older segments
+        out["restart"] = every = int(body["rs"])
+        for key, first in (("rs_x", "first_x"), ("rs_t", "first_t")):
+            d = np.frombuffer(body[key], dtype="<i8").astype(np.int64)
+            out[key] = restarts.undeltas(d, out[first], out["count"], every)
     return out
