@@ -41,6 +41,7 @@ import zmq
 from .bus_ledger import Ledger
 from .codec import decode_batch, encode_batch
 from .errors import BusError, MessageRefused
+from .recent import ByIdentity
 from .sample import Batch, Series, now_ms
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class Publisher:
         self.key, self.clock, self.batch_max = key, clock, batch_max
         self.source = source or new_source_id()
         self.seq: dict[bytes, int] = {}
-        self._topics: dict[int, tuple] = {}  # id(series table) -> how it splits by topic (see _by_topic)
+        self._topics = ByIdentity(16)  # series table -> how it splits by topic (see _by_topic)
         self.sent_batches = self.sent_samples = 0
         # A context of its own, terminated on close: the messages still queued are then sent
         # (up to LINGER) before the process exits, instead of being dropped by the exit.
@@ -171,12 +172,11 @@ class Publisher:
 
         Not only the series a part's rows use: a sender whose table does not change (a rack)
         then sends the same table bytes every time, which receivers decode once (codec)."""
-        plan = self._topics.get(id(batch.series))
-        if plan is None or plan[0] is not batch.series:
-            plan = self._topics[id(batch.series)] = _topic_plan(batch.series)
-            if len(self._topics) > 16:
-                del self._topics[next(iter(self._topics))]
-        _, topics, code, local, tables = plan
+        plan = self._topics.get(batch.series)
+        if plan is None:
+            plan = _topic_plan(batch.series)
+            self._topics.put(batch.series, plan)
+        topics, code, local, tables = plan
         if len(topics) == 1:
             return [(topics[0], Batch(tables[0], batch.sidx, batch.t, batch.v))] if len(batch) else []
         rowcode = code[batch.sidx]
@@ -204,8 +204,8 @@ class Publisher:
 
 
 def _topic_plan(series: tuple[Series, ...]) -> tuple:
-    """How a series table splits by topic: (the table, topics, topic number and index in its topic's
-    table per series, the topics' tables)."""
+    """How a series table splits by topic: (topics, topic number and index in its topic's table per
+    series, the topics' tables)."""
     keys = [topic_of(s.site, s.metric) for s in series]
     topics = sorted(set(keys))
     number = {k: i for i, k in enumerate(topics)}
@@ -216,7 +216,7 @@ def _topic_plan(series: tuple[Series, ...]) -> tuple:
         mine = np.flatnonzero(code == i)
         local[mine] = np.arange(len(mine), dtype=np.uint32)
         tables.append(tuple(series[j] for j in mine.tolist()))
-    return series, topics, code, local, tables
+    return topics, code, local, tables
 
 
 @dataclass

@@ -22,13 +22,11 @@ table seen before costs a dict look-up and the receiver gets *the same* tuple of
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import msgpack
 import numpy as np
 
 from .errors import MessageRefused, SampleError
+from .recent import ByIdentity, Recent
 from .sample import Batch, Series
 
 FORMAT = 1
@@ -37,41 +35,20 @@ _IDX = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4")}
 _BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
-class _Recent:
-    """A small thread-safe LRU map: threads decoding at once never see half an update."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            got = self._d.get(key)
-            if got is not None:
-                self._d.move_to_end(key)
-            return got
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._d[key] = value
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-
-
-#: Series tables recently decoded (their msgpack bytes -> tuple of Series) and encoded (the
-#: tuple's id -> (tuple, bytes); the tuple is kept so that its id is not reused).  64 tables of
-#: a few thousand series each: a few MB at most.
-_decoded = _Recent(64)
-_encoded = _Recent(64)
+#: Series tables recently decoded (their msgpack bytes -> tuple of Series) and encoded (tuple ->
+#: bytes).  64 tables of a few thousand series each: a few MB at most.
+_decoded = Recent(64)
+_encoded = ByIdentity(64)
 
 
 def _table_bytes(series: tuple[Series, ...] | list[Series]) -> bytes:
     if isinstance(series, tuple):
-        got = _encoded.get(id(series))
-        if got is not None and got[0] is series:
-            return got[1]
+        got = _encoded.get(series)
+        if got is not None:
+            return got
     raw = msgpack.packb([s.as_tuple() for s in series], use_bin_type=True)
     if isinstance(series, tuple) and len(series) >= 16:
-        _encoded.put(id(series), (series, raw))
+        _encoded.put(series, raw)
     return raw
 
 
