@@ -24,3 +24,16 @@ def test_e2e_beats_the_kwapi_style_baseline_tenfold_with_nothing_lost():
     e2e = figures["e2e_rate"]
     assert e2e["lost_batches"] == 0 and e2e["refused"] == {}
     assert figures["e2e_vs_kwapi"]["value"] >= 10, figures
+
+
+def test_store_tier_bench_runs_and_reports_memory_time_and_bytes(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "store_tier.py"), "--probes", "30", "--hours", "3",
+                          "--flush-interval", "0.2", "--store", str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=300, cwd=BENCH, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x]
+    got = {(f["figure"], f.get("note", "")[:6]): f for f in lines}
+    assert got[("tier_peak_rss", "ru_max")]["value"] >= got[("tier_peak_rss", "ru_max")]["open_rss"] > 0
+    before, after = got[("bytes_per_sample", "before")], got[("bytes_per_sample", "after ")]
+    assert 0 < after["value"] < 4 and after["segments"] <= before["segments"]
+    assert got[("ingest_rate", "handle")]["value"] > 0
