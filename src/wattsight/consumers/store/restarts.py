@@ -71,6 +71,7 @@ class Ranges:
 
     def __init__(self, seg) -> None:
         self.seg = seg
+        self.rs_x, self.rs_t = seg.points()
         self.every = int(seg.restart)
         self.n = per_series(seg.count, self.every)
         self.at = starts_of(self.n)
@@ -78,7 +79,7 @@ class Ranges:
 
     def _times(self, i: int) -> np.ndarray:
         a = int(self.at[i])
-        return self.seg.rs_t[a:a + int(self.n[i])]
+        return self.rs_t[a:a + int(self.n[i])]
 
     def add(self, i: int, start_ms: int, end_ms: int) -> None:
         """Rows of series ``i`` holding ``[start_ms, end_ms]`` (and more: from a point, to one)."""
@@ -103,7 +104,7 @@ class Ranges:
         if a == 0:
             return int(self.seg.first_x[i]), int(self.seg.first_t[i])
         k = int(self.at[i]) + a // self.every - 1
-        return int(self.seg.rs_x[k]), int(self.seg.rs_t[k])
+        return int(self.rs_x[k]), int(self.rs_t[k])
 
 
 def unpack_ranges(buf, sizes: list[int], w: int, starts: np.ndarray, count: np.ndarray) -> np.ndarray:

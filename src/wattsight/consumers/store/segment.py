@@ -195,8 +195,7 @@ class Segment:
     width: int = 8
     t_width: int = 8
     restart: int = 0  # rows between restart points (restarts.py), 0: none (written before them)
-    rs_x: np.ndarray | None = None
-    rs_t: np.ndarray | None = None
+    _points: tuple | None = None  # their (integers, times), read from the summary when a read needs them
     _source: object = None  # an open pa.memory_map: reads still work once a merge unlinked it
     _meta: object = None
 
@@ -234,6 +233,13 @@ class Segment:
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return cls(path, int(m[1]), int(m[2]), _meta=meta, _source=source,
                    rg_bounds=bounds, size=path.stat().st_size, **summary)
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The restart points' integers and times (restarts.py), unpacked from the summary once."""
+        if self._points is None:
+            summary = unpack_summary(self._meta.metadata[SUMMARY_KEY], points=True)
+            self._points = (summary["rs_x"], summary["rs_t"])
+        return self._points
 
     def overlaps(self, start_ms: int, end_ms: int) -> bool:
         return self.tmin <= end_ms and self.tmax >= start_ms

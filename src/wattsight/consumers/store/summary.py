@@ -45,8 +45,10 @@ def pack(summary: dict) -> bytes:
     return struct.pack("<Q", len(raw)) + pa.compress(raw, codec="zstd", asbytes=True)
 
 
-def unpack(blob: bytes) -> dict:
-    """The summary; in format 3 without first_v/last_v (the reader decodes first_x/last_x with the scale)."""
+def unpack(blob: bytes, points: bool = False) -> dict:
+    """The summary; in format 3 without first_v/last_v (the reader decodes first_x/last_x with the
+    scale).  The restart points' spacing (``restart``) always, their values (``rs_x``, ``rs_t``) when
+    ``points``: a store opens many segments and reads the points of few (segment.Segment.points)."""
     (size,) = struct.unpack_from("<Q", blob)
     body = msgpack.unpackb(pa.decompress(blob[8:], decompressed_size=size, codec="zstd", asbytes=True),
                            raw=False)
@@ -62,7 +64,7 @@ def unpack(blob: bytes) -> dict:
         out["rg_t"] = np.frombuffer(body["rg_t"], dtype="<i8").astype(np.int64)
     if fmt >= 2 and body.get("rs"):  # restart points (restarts.py): absent from older segments
         out["restart"] = every = int(body["rs"])
-        for key, first in (("rs_x", "first_x"), ("rs_t", "first_t")):
+        for key, first in (("rs_x", "first_x"), ("rs_t", "first_t")) if points else ():
             d = np.frombuffer(body[key], dtype="<i8").astype(np.int64)
             out[key] = restarts.undeltas(d, out[first], out["count"], every)
     return out
