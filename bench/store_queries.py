@@ -18,7 +18,9 @@ cells, as before they existed), in the same run, same answers:
   buckets, 2,000 points at most per probe (10 min buckets for a week: the 5 min cells).  Also timed
   without the 5 min level (``rollup_query.BUCKET_LEVELS``: from the 1 min cells, as before it
   existed) and cold (the rollups' partition cache emptied before each run: the first view after
-  a start), same answers;
+  a start), same answers; cold also for 100 probes spread over all (every 10th): partitions are
+  read by row groups of about 57 probes (rollup_parquet.GROUP_ROWS), so the first 100 probes read
+  2 or 3 of each day's 18 groups and spread ones read all of them;
 - ``backfill_5m``: building the 5 min level from the 1 min cells, as a store written before it
   existed does at its first start (on a copy of the store's rollups).
 
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import T0_MS, emit, parse_with_format
 from wattsight import energy, timeseries
 from wattsight.config import StoreConfig
-from wattsight.consumers.store import Store, rollup_query, segment
+from wattsight.consumers.store import Store, rollup_query, rollup_sync, segment
 from wattsight.consumers.store import rollup as ru
 from wattsight.consumers.store.rollup_files import OLD_LEVELS, Rollups
 from wattsight.sample import Batch, Series
@@ -177,13 +179,17 @@ def run(probes: int, days: int, path: Path, raw: bool = True) -> None:
             assert a == b, (name, a, b)
         emit(f"store_queries.{name}", ts * 1000, "ms", "embedded raw", **tag, **extra)
         emit(f"store_queries.{name}.speedup", ts / tf, "x", "rollups vs raw", **tag)
-    week_variants(store, queries["week_100"][0], {**tag, "step_s": week_step / 1000})
+    spread = keys[::10][:100]
+    week_variants(store, queries["week_100"][0],
+                  lambda: sum(len(b["t"]) for b in store.buckets(spread, week, end - 1, week_step).values()),
+                  {**tag, "step_s": week_step / 1000})
     store.close()
     backfill(path, tag)
 
 
-def week_variants(store: Store, query, tag: dict) -> None:
-    """``week_100`` without the 5 min level, and cold, in the same run; the answers equal."""
+def week_variants(store: Store, query, spread, tag: dict) -> None:
+    """``week_100`` without the 5 min level, and cold (``spread``: of probes spread over all), in
+    the same run; the answers equal."""
     want = query()
     rollup_query.BUCKET_LEVELS = ("1m", "1h", "1d")
     try:
@@ -194,24 +200,31 @@ def week_variants(store: Store, query, tag: dict) -> None:
     emit("store_queries.week_100", tn * 1000, "ms", "embedded+rollups, no 5 min level", **tag)
     R = store._rollups
 
-    def cold():
-        with R._lock:
-            R._parts = OrderedDict((k, c) for k, c in R._parts.items() if k in R._dirty)
-        return query()
-    tc, got = best(cold, runs=3)
+    def cold(q):
+        def run():
+            with R._lock:  # as after a start (and the keys' numbers of the partitions forgotten)
+                R._parts = OrderedDict((k, c) for k, c in R._parts.items() if k in R._dirty)
+                getattr(R, "_luts", {}).clear()
+            return q()
+        return run
+    tc, got = best(cold(query), runs=3)
     assert got == want, (got, want)
     emit("store_queries.week_100", tc * 1000, "ms", "embedded+rollups, cold cache", **tag)
+    want = spread()
+    ts, got = best(cold(spread), runs=3)
+    assert got == want, (got, want)
+    emit("store_queries.week_100", ts * 1000, "ms", "embedded+rollups, cold cache, spread probes", **tag)
 
 
 def backfill(path: Path, tag: dict) -> None:
-    """Time :meth:`Rollups.backfill` of the 5 min level on a copy of the store's rollups without it."""
+    """Time ``rollup_sync.backfill`` of the 5 min level on a copy of the store's rollups without it."""
     with tempfile.TemporaryDirectory(prefix="ws-bench-backfill-", dir=path.parent) as tmp:
         copy = Path(tmp) / "rollups"
         shutil.copytree(path / "rollups", copy, ignore=shutil.ignore_patterns("5m"))
         R = Rollups(copy)
         R.levels = list(OLD_LEVELS)
         a = time.perf_counter()
-        R.backfill()
+        rollup_sync.backfill(R)
         dt = time.perf_counter() - a
         emit("store_queries.backfill_5m", dt, "s", "embedded", partitions=len(R.files["5m"]), **tag)
 

@@ -276,22 +276,53 @@ def combine(pieces: Cells, nkeys: int, start_ms: int, end_ms: int, gap: np.ndarr
 def to_buckets(cells: Cells, start_ms: int, step_ms: int) -> Cells:
     """Cells sorted by (kid, b), grouped into buckets of ``step_ms`` from ``start_ms`` (b = bucket start)."""
     if not len(cells["kid"]):
-        return empty()
+        return {c: np.zeros(0, COLUMNS[c]) for c in ("kid", "b", *STATS)}
     shifted = dict(cells, b=start_ms + (cells["b"] - start_ms) // step_ms * step_ms)
     return coarsen_stats(shifted)
 
 
 def coarsen_stats(cells: Cells) -> Cells:
-    """n/sum/min/max/first/last per (kid, b) of cells sorted by (kid, b) (no amounts)."""
+    """n/sum/min/max/first/last per (kid, b) of cells sorted by (kid, b): kid, b and the
+    :data:`STATS` columns only (no amounts)."""
     kid, b = cells["kid"], cells["b"]
     starts = _starts(kid, b)
     ends = np.append(starts[1:], len(kid)) - 1
     out = {c: cells[c][starts] for c in ("kid", "b", "first_t", "first_v")}
     out.update(last_t=cells["last_t"][ends], last_v=cells["last_v"][ends],
                n=np.add.reduceat(cells["n"], starts), sum=np.add.reduceat(cells["sum"], starts),
-               min=np.minimum.reduceat(cells["min"], starts), max=np.maximum.reduceat(cells["max"], starts),
-               acc=np.zeros(len(starts)), acc_ms=np.zeros(len(starts), np.int64),
-               max_dt=np.zeros(len(starts), np.int64), gap_acc=np.zeros(len(starts)),
-               gap_ms=np.zeros(len(starts), np.int64), gap_dt_min=np.full(len(starts), NO_GAP),
-               short_max=np.zeros(len(starts), np.int64))
+               min=np.minimum.reduceat(cells["min"], starts), max=np.maximum.reduceat(cells["max"], starts))
     return out
+
+
+def join(old: Cells, new: Cells, p: int, size: int, part: int, counter: np.ndarray,
+         wrap: np.ndarray) -> Cells | None:
+    """Partition ``p``'s cells ``old`` with the cells ``new`` of later samples folded in; None if a
+    new cell does not start after the old one of its bucket.  ``new`` is sorted by (kid, b); ``old``
+    is grouped by kid, b ascending in each, and sorted here if its keys are in another order (loaded
+    as another process numbered them, or some of its row groups loaded later: rollup_files)."""
+    per = part // size
+    okey = old["kid"] * per + (old["b"] - p) // size
+    if len(okey) > 1 and not np.all(okey[1:] >= okey[:-1]):  # as loaded: keys in the writer's order
+        old = sort(old)
+        okey = old["kid"] * per + (old["b"] - p) // size
+    nkey = new["kid"] * per + (new["b"] - p) // size
+    pos = np.minimum(np.searchsorted(okey, nkey), max(len(okey) - 1, 0))
+    hit = (okey[pos] == nkey) if len(okey) else np.zeros(len(nkey), bool)
+    at = pos[hit]
+    if np.any(old["last_t"][at] >= new["first_t"][hit]):
+        return None
+    out = {c: a.copy() for c, a in old.items()}  # copy on write: readers keep the old arrays
+    if len(at):
+        pairs = concat([take(old, at), take(new, hit)])
+        m = len(at)
+        order = np.empty(2 * m, np.int64)
+        order[0::2], order[1::2] = np.arange(m), np.arange(m, 2 * m)
+        joined = coarsen(take(pairs, order), size, counter, wrap)
+        for c, col in out.items():
+            col[at] = joined[c]
+    if hit.all():
+        return out
+    out = concat([out, take(new, ~hit)])
+    key = np.concatenate([okey, nkey[~hit]])
+    return take(out, np.argsort(key, kind="stable"))
+

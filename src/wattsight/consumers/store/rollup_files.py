@@ -2,8 +2,9 @@
 
 Layout under ``<store>/rollups``::
 
-    STATE.json                       {"covered_hi": N, "levels": [...]}: the rollups hold every
-                                     segment up to WAL file N, in each of those levels
+    STATE.json                       {"covered_hi": N, "levels": [...], "grouped": true}: the
+                                     rollups hold every segment up to WAL file N, in each of
+                                     those levels (grouped: see rollup_sync.regroup)
     1m/<partition start ms>.parquet  1 min cells of one hour   (60 per key)
     5m/<partition start ms>.parquet  5 min cells of one day    (288 per key)
     1h/<partition start ms>.parquet  1 h cells of one day      (24 per key)
@@ -22,7 +23,7 @@ last.  A start whose STATE is behind the segments (a crash in between, or a stor
 before rollups existed) recomputes the cells of the segments it does not cover (the calls from
 the Store, at each flush and at start, are in rollup_sync.py).  A level missing from STATE's
 ``levels`` (a store written before the level existed) is built from the next finer level's
-cells at start (:meth:`Rollups.backfill`), never from the raw samples.
+cells at start (rollup_sync.backfill), never from the raw samples.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Rollups:
         self._lock = threading.Lock()
         self._parts: OrderedDict[tuple[str, int], ru.Cells] = OrderedDict()
         self._partial: set[tuple[str, int]] = set()  # partitions in memory with some columns only
+        #: partitions in memory with some keys only: by kid, the keys of the file not loaded
+        self._missing: dict[tuple[str, int], np.ndarray] = {}
+        self._luts: dict[bytes, np.ndarray] = {}  # see _lut
         self._dirty: set[tuple[str, int]] = set()
         self.broken = False  # an update failed half-way: queries use raw samples until a restart
         for level in ru.LEVELS:
@@ -84,6 +88,8 @@ class Rollups:
         #: the levels whose cells cover every segment up to covered_hi (STATE before the 5 min
         #: level had none: 1m, 1h, 1d); the others are built by backfill()
         self.levels = list(state.get("levels", OLD_LEVELS) if self.covered_hi else ru.LEVELS)
+        #: the recent 5 min partitions are in row groups (STATE before them: rollup_sync.regroup)
+        self.grouped = bool(state.get("grouped", not self.covered_hi))
 
     # -- keys ------------------------------------------------------------------------------
     def kid(self, key: Key, kind: str | None = None) -> int:
@@ -115,34 +121,78 @@ class Rollups:
     def _file(self, level: str, p: int) -> Path:
         return self.path / level / f"{p}.parquet"
 
-    def _part(self, level: str, p: int, columns: tuple[str, ...] | None = None) -> ru.Cells | None:
+    def _part(self, level: str, p: int, columns: tuple[str, ...] | None = None,
+              kids: np.ndarray | None = None) -> ru.Cells | None:
         """Partition ``p`` of ``level`` from memory, or loaded (then kept, least recently used out).
 
         With ``columns``, a partition not in memory is loaded with only those (and kid, b), and
         kept so until a call without them loads it whole: a week of buckets reads 10 of the 17
-        columns of each day's 5 min cells."""
+        columns of each day's 5 min cells.  With ``kids``, only the row groups holding those keys
+        are loaded (rollup_parquet.load_keys); a later call for other keys loads the groups it
+        lacks and adds them (a call without ``kids`` gets them all)."""
         key = (level, p)
         with self._lock:
             got = self._parts.get(key)
-            if got is not None and (key not in self._partial or (columns is not None and all(c in got for c in columns))):
+            if got is not None and self._holds(key, columns, kids):
                 self._parts.move_to_end(key)
                 return got
             if p not in self.files[level]:
                 return got
-        cells = rp.load(self._file(level, p), self.kid, columns)
+            base = got if got is not None and key in self._missing and self._holds(key, columns, None, True) else None
+            wanted = None if kids is None else _mask(kids, len(self.keys))
+            if base is not None:  # the rows it lacks, with the columns it has
+                lacks = self._missing[key]
+                wanted = lacks.copy() if wanted is None else lacks & wanted[:len(lacks)]
+                columns = tuple(base) if key in self._partial else None
+        cells, missing = rp.load_keys(self._file(level, p), self._lut, wanted, columns)
         with self._lock:
             cur = self._parts.get(key)
-            if cur is not None and key not in self._partial:  # loaded whole, or changed, meanwhile
-                return cur
-            self._put(key, cells, partial=columns is not None)
+            if cur is not None and cur is not base and key not in self._partial and key not in self._missing:
+                return cur  # loaded whole, or changed, meanwhile
+            if base is not None and cur is base and missing is not None:  # else: every group read now
+                cells = ru.concat([base, cells])  # whole keys, none in both: still grouped by key
+                n = min(len(lacks), len(missing))
+                missing = lacks[:n] & missing[:n]  # lacking still: the keys neither load read
+                missing = missing if missing.any() else None
+            self._put(key, cells, partial=columns is not None, missing=missing)
             self._evict()  # may drop this partition too, if it alone exceeds the cache budget
             return cells
 
-    def _put(self, key: tuple[str, int], cells: ru.Cells, *, partial: bool = False) -> None:
-        """Keep ``cells`` as partition ``key`` in memory (with the lock held)."""
+    def _holds(self, key: tuple[str, int], columns: tuple[str, ...] | None, kids: np.ndarray | None,
+               any_rows: bool = False) -> bool:
+        """Partition ``key`` is in memory with ``columns`` (None: all) of ``kids`` (None: all; with
+        ``any_rows``, of any); with the lock held."""
+        cells = self._parts.get(key)
+        if cells is None or (key in self._partial and (columns is None or any(c not in cells for c in columns))):
+            return False
+        missing = self._missing.get(key)
+        if missing is None or any_rows:
+            return True
+        return kids is not None and not missing[kids[(kids >= 0) & (kids < len(missing))]].any()
+
+    def _lut(self, names: bytes) -> np.ndarray:
+        """This process's kids of a partition's keys (its ``wattsight.rollup.keys``), registered if
+        new; the last few lists are kept, as every partition of a level usually has the same."""
+        got = self._luts.get(names)
+        if got is None:
+            got = np.asarray([self.kid((a, b), kind) for a, b, kind in json.loads(names)], np.int64)
+            with self._lock:
+                while len(self._luts) >= 8:
+                    self._luts.pop(next(iter(self._luts)))
+                self._luts[names] = got
+        return got
+
+    def _put(self, key: tuple[str, int], cells: ru.Cells, *, partial: bool = False,
+             missing: np.ndarray | None = None) -> None:
+        """Keep ``cells`` as partition ``key`` in memory (with the lock held); ``partial``: some
+        columns only, ``missing``: by kid, the keys of the file whose rows are not in ``cells``."""
         self._parts[key] = cells
         self._parts.move_to_end(key)
         (self._partial.add if partial else self._partial.discard)(key)
+        if missing is None:
+            self._missing.pop(key, None)
+        else:
+            self._missing[key] = missing
 
     def _evict(self) -> None:
         rows = sum(len(c["kid"]) for c in self._parts.values())
@@ -152,6 +202,7 @@ class Rollups:
             if key not in self._dirty:
                 rows -= len(self._parts.pop(key)["kid"])
                 self._partial.discard(key)
+                self._missing.pop(key, None)
 
     def _partitions(self, level: str, lo: int, hi: int) -> list[int]:
         """Starts of the partitions of ``level`` (on disk or in memory) that overlap [lo, hi)."""
@@ -162,28 +213,36 @@ class Rollups:
 
     def read(self, level: str, kids: np.ndarray, lo: int, hi: int, columns=None) -> ru.Cells:
         """Cells of ``level`` for ``kids`` with ``lo <= b < hi``, sorted by (kid, b); only
-        ``columns`` (and kid, b) when given: a week of buckets needs 10 of the 17."""
+        ``columns`` (and kid, b) when given: a week of buckets needs 10 of the 17.
+
+        Partitions in memory are taken first: a read of more than the memory budget then misses
+        only the excess, where a scan in time order through a least-recently-used cache misses all."""
         kids = np.asarray(kids, np.int64)
         keep = None if columns is None else ("kid", "b", *(c for c in columns if c not in ("kid", "b")))
-        parts = []
+        starts = self._partitions(level, lo, hi)
+        with self._lock:
+            order = sorted(starts, key=lambda p: ((level, p) not in self._parts, p))
+            todo = [p for p in order if not self._holds((level, p), keep, kids)]  # loaded a few ahead
+        got = {}
         want = np.zeros(0, bool)  # by kid: asked for (np.isin would sort every row)
-        for p in self._partitions(level, lo, hi):  # in time order
-            cells = self._part(level, p, keep)
+        for p, cells in rp.ahead(lambda p: self._part(level, p, keep, kids), order, todo):
             if cells is None or not len(cells["kid"]):
                 continue
             if keep is not None:
                 cells = {c: cells[c] for c in keep}
             if len(want) <= len(self.keys):  # first, or the load registered keys new to this process
-                want = np.zeros(len(self.keys) + 1, bool)
-                want[kids[(kids >= 0) & (kids < len(want))]] = True
+                want = _mask(kids, len(self.keys) + 1)
             sel = want[cells["kid"]]
             if lo > p or hi < p + PART[level]:
                 sel &= (cells["b"] >= lo) & (cells["b"] < hi)
-            if sel.any():
-                parts.append(ru.take(cells, sel))
-        if not parts:
+            at = np.flatnonzero(sel)
+            if len(at) and at[-1] - at[0] + 1 == len(at):  # one run (keys in a row): views
+                got[p] = {c: a[at[0]:at[-1] + 1] for c, a in cells.items()}
+            elif len(at):
+                got[p] = ru.take(cells, at)
+        if not got:
             return ru.empty() if keep is None else {c: ru.empty()[c] for c in keep}
-        cells = ru.concat(parts)  # partitions in time order, each grouped by kid, b ascending: by kid
+        cells = ru.concat([got[p] for p in starts if p in got])  # in time order, each grouped by kid
         return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
 
     def _replace(self, level: str, kids: np.ndarray, lo: int, hi: int, new: ru.Cells) -> None:
@@ -193,10 +252,13 @@ class Rollups:
             old = self._part(level, p) or ru.empty()
             keep = ~(np.isin(old["kid"], kids) & (old["b"] >= lo) & (old["b"] < hi))
             mine = (new["b"] >= p) & (new["b"] < p + size)
-            cells = ru.sort(ru.concat([ru.take(old, keep), ru.take(new, mine)]))
-            with self._lock:
-                self._put((level, p), cells)
-                self._dirty.add((level, p))
+            self.set(level, p, ru.sort(ru.concat([ru.take(old, keep), ru.take(new, mine)])))
+
+    def set(self, level: str, p: int, cells: ru.Cells) -> None:
+        """Partition ``p`` of ``level`` becomes ``cells`` (written at the next save)."""
+        with self._lock:
+            self._put((level, p), cells)
+            self._dirty.add((level, p))
 
     # -- updates ---------------------------------------------------------------------------
     def update(self, kid: np.ndarray, t: np.ndarray, read: Reader) -> None:
@@ -250,7 +312,7 @@ class Rollups:
             pb = pieces["b"] // part * part
             for p in np.unique(pb).tolist():
                 new = ru.take(pieces, pb == p)
-                cells = _join(self._part(level, p) or ru.empty(), new, p, size, part, counter, wrap)
+                cells = ru.join(self._part(level, p) or ru.empty(), new, p, size, part, counter, wrap)
                 if cells is None:
                     return False
                 plan.append(((level, p), cells))
@@ -282,7 +344,8 @@ class Rollups:
             for d in dirs:
                 fsync_dir(d)
             atomic_write(self.path / "STATE.json",
-                         json.dumps({"covered_hi": covered_hi, "levels": self.levels}).encode())
+                         json.dumps({"covered_hi": covered_hi, "levels": self.levels,
+                                     "grouped": self.grouped}).encode())
         except OSError as exc:
             with self._lock:
                 self._dirty.update(dirty)
@@ -300,32 +363,6 @@ class Rollups:
         rp.write(path, cells, [[*self.keys[k], self.kinds[k] or "gauge"] for k in used.tolist()], local)
         self.files[level].add(p)
 
-    def backfill(self, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
-        """Build the levels STATE does not list from the next finer level's cells, partition by
-        partition (``progress(level, done, total)`` after each), then save STATE; returns the
-        levels built.  Coarsening cells is exact (:func:`rollup.coarsen`), so the new level equals
-        one maintained since the start.  Killed half-way, it starts again at the next start."""
-        names = list(ru.LEVELS)
-        todo = [lv for lv in names if lv not in self.levels]
-        for level in todo:
-            finer, size, part = names[names.index(level) - 1], ru.LEVELS[level], PART[level]
-            starts = sorted({q // part * part for q in self.files[finer]})
-            for i, p in enumerate(starts):
-                fine = ru.concat([self._part(finer, q) or ru.empty()
-                                  for q in self._partitions(finer, p, p + part)])
-                cells = ru.sort(ru.coarsen(ru.sort(fine), size, self.counter, self.wrap))
-                with self._lock:
-                    self._put((level, p), cells)
-                    self._dirty.add((level, p))
-                self.save(self.covered_hi)  # STATE still without this level: only the partition
-                if progress:
-                    progress(level, i + 1, len(starts))
-            self.levels.append(level)
-        if todo:
-            self.levels = [lv for lv in names if lv in self.levels]
-            self.save(self.covered_hi)
-        return todo
-
     # -- retention and usage ---------------------------------------------------------------
     def drop_before(self, level: str, cutoff_ms: int) -> int:
         """Delete the partitions of ``level`` that end at or before ``cutoff_ms``; returns how many."""
@@ -334,6 +371,7 @@ class Rollups:
             with self._lock:
                 self._parts.pop((level, p), None)
                 self._partial.discard((level, p))
+                self._missing.pop((level, p), None)
                 self._dirty.discard((level, p))
                 self.files[level].discard(p)
             self._file(level, p).unlink(missing_ok=True)
@@ -352,35 +390,10 @@ class Rollups:
         return out
 
 
-def _join(old: ru.Cells, new: ru.Cells, p: int, size: int, part: int, counter: np.ndarray,
-          wrap: np.ndarray) -> ru.Cells | None:
-    """Partition ``p``'s cells ``old`` with the cells ``new`` of later samples folded in; None if a
-    new cell does not start after the old one of its bucket.  ``new`` is sorted by (kid, b); ``old``
-    is grouped by kid, b ascending in each, and sorted here if loaded in another process's key
-    order (rollup_parquet.load)."""
-    per = part // size
-    okey = old["kid"] * per + (old["b"] - p) // size
-    if len(okey) > 1 and not np.all(okey[1:] >= okey[:-1]):  # as loaded: keys in the writer's order
-        old = ru.sort(old)
-        okey = old["kid"] * per + (old["b"] - p) // size
-    nkey = new["kid"] * per + (new["b"] - p) // size
-    pos = np.minimum(np.searchsorted(okey, nkey), max(len(okey) - 1, 0))
-    hit = (okey[pos] == nkey) if len(okey) else np.zeros(len(nkey), bool)
-    at = pos[hit]
-    if np.any(old["last_t"][at] >= new["first_t"][hit]):
-        return None
-    out = {c: a.copy() for c, a in old.items()}  # copy on write: readers keep the old arrays
-    if len(at):
-        pairs = ru.concat([ru.take(old, at), ru.take(new, hit)])
-        m = len(at)
-        order = np.empty(2 * m, np.int64)
-        order[0::2], order[1::2] = np.arange(m), np.arange(m, 2 * m)
-        joined = ru.coarsen(ru.take(pairs, order), size, counter, wrap)
-        for c, col in out.items():
-            col[at] = joined[c]
-    if hit.all():
-        return out
-    out = ru.concat([out, ru.take(new, ~hit)])
-    key = np.concatenate([okey, nkey[~hit]])
-    return ru.take(out, np.argsort(key, kind="stable"))
+
+def _mask(kids: np.ndarray, n: int) -> np.ndarray:
+    """``kids`` as bool by kid, of length ``n`` (those outside left out)."""
+    out = np.zeros(n, bool)
+    out[kids[(kids >= 0) & (kids < n)]] = True
+    return out
 

@@ -12,9 +12,10 @@
   (:func:`rollup.usable`), so gaps of a few minutes cost no finer read.  :func:`rollup.combine`
   joins them.
 
-Reads of many partitions take those already in memory first, so that a query needing a little
-more than the rollups' memory budget misses only the excess instead of every partition (a scan
-in time order through a least-recently-used cache misses all).
+Reads of many partitions take those already in memory first (Rollups.read, and here the finer
+cells of a level's bad cells), so that a query needing a little more than the rollups' memory
+budget misses only the excess instead of every partition (a scan in time order through a
+least-recently-used cache misses all).
 
 Both skip the cells of any time at or after the oldest sample still in memory (the tail): those
 are read raw, so a late sample is seen before its cells are recomputed.
@@ -26,7 +27,6 @@ import numpy as np
 
 from ...energy import Energy
 from . import rollup as ru
-from .rollup_files import PART
 from .rollup_sync import raw_columns
 
 Key = tuple[str, str]
@@ -63,18 +63,6 @@ def _hot_first(R, level: str, starts: list[int]) -> list[int]:
     return sorted(starts, key=lambda p: (p not in hot, p))
 
 
-def _read(R, level: str, kids: np.ndarray, lo: int, hi: int, columns=None) -> ru.Cells:
-    """``R.read(level, kids, lo, hi, columns)`` partition by partition, those in memory first."""
-    size = PART[level]
-    starts = R._partitions(level, lo, hi)  # those that exist (a range may start long before the data)
-    hot = _cached(R, level)
-    if all(p in hot for p in starts) or not any(p in hot for p in starts):  # the order changes nothing
-        return R.read(level, kids, lo, hi, columns)
-    got = {p: R.read(level, kids, max(lo, p), min(hi, p + size), columns) for p in _hot_first(R, level, starts)}
-    cells = ru.concat([got[p] for p in starts])  # by partition: b ascending within each kid
-    return ru.take(cells, np.argsort(cells["kid"], kind="stable"))
-
-
 def _usable(store, R) -> tuple[bool, int | None]:
     """(rollups usable, oldest time still in memory or None).  The span is taken before any cell
     is read: cells updated meanwhile only ever hold more of what is then read raw."""
@@ -95,11 +83,12 @@ def buckets(store, R, keys: list[Key], start_ms: int, end_ms: int, step_ms: int,
             whole = min(whole, start_ms + max(dirty - start_ms, 0) // step_ms * step_ms)
     parts = []
     if whole > start_ms:
-        parts.append(ru.to_buckets(_read(R, level, kids, start_ms, whole, ru.STATS), start_ms, step_ms))
+        parts.append(ru.to_buckets(R.read(level, kids, start_ms, whole, ru.STATS), start_ms, step_ms))
     if end_ms >= whole:
         pts = ru.sort(_raw(store, R, keys, kids, whole, end_ms))
         parts.append(ru.to_buckets(pts, start_ms, step_ms))
-    cells = ru.sort(ru.concat(parts))
+    parts = [p for p in parts if len(p["kid"])]
+    cells = parts[0] if len(parts) == 1 else ru.sort(ru.concat(parts))  # each sorted by (kid, b)
     out = {}
     for key, kid in zip(keys, kids.tolist()):
         lo, hi = np.searchsorted(cells["kid"], [kid, kid + 1])

@@ -1,19 +1,26 @@
 """Glue between the Store and its rollups: fold each flush into the cells, catch up at start.
 
-:func:`roll` runs after a flush made a segment durable; :func:`catch_up` at start recomputes
-the cells of the segments that ``rollups/STATE.json`` does not cover (rollup_files.py).
+:func:`roll` runs after a flush made a segment durable; :func:`catch_up` at start builds the
+levels a store written before them lacks (:func:`backfill`), rewrites the recent 5 min partitions
+of a store written before row groups in them (:func:`regroup`) and recomputes the cells of the
+segments that ``rollups/STATE.json`` does not cover (rollup_files.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from ...errors import StoreError
-from .rollup_files import Reader, Rollups
+from . import rollup as ru
+from . import rollup_parquet as rp
+from .rollup_files import PART, Reader, Rollups
 
 log = logging.getLogger("wattsight.store")
+#: The last days of 5 min cells that a store written before row groups rewrites in them, once
+REGROUP_DAYS = 35
 
 
 def _kids_of(store, R: Rollups, sid: np.ndarray) -> np.ndarray:
@@ -69,7 +76,9 @@ def catch_up(store, R: Rollups) -> None:
     def progress(level: str, done: int, total: int) -> None:
         if done == total or done % 10 == 0:
             log.info("%s: %s rollups built from finer cells: %d of %d partitions", R.path, level, done, total)
-    R.backfill(progress)
+    backfill(R, progress)
+    if not R.grouped:
+        regroup(R)
     for seg in store._segments:  # what the rollups hold, per key (see Rollups.append)
         if len(seg.series):
             R.note(_kids_of(store, R, store._registry.id_map(seg.series)), seg.last_t)
@@ -81,3 +90,42 @@ def catch_up(store, R: Rollups) -> None:
         log.info("%s: rollups rebuilt for %d samples of segment %s", R.path, len(t), seg.path.name)
     if todo:
         R.save(max(s.hi for s in store._segments))
+
+
+def backfill(R: Rollups, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
+    """Build the levels STATE does not list from the next finer level's cells, partition by
+    partition (``progress(level, done, total)`` after each), then save STATE; returns the levels
+    built.  Coarsening cells is exact (:func:`rollup.coarsen`), so the new level equals one
+    maintained since the start.  Killed half-way, it starts again at the next start."""
+    names = list(ru.LEVELS)
+    todo = [lv for lv in names if lv not in R.levels]
+    for level in todo:
+        finer, size, part = names[names.index(level) - 1], ru.LEVELS[level], PART[level]
+        starts = sorted({q // part * part for q in R.files[finer]})
+        for i, p in enumerate(starts):
+            fine = ru.concat([R._part(finer, q) or ru.empty() for q in R._partitions(finer, p, p + part)])
+            R.set(level, p, ru.sort(ru.coarsen(ru.sort(fine), size, R.counter, R.wrap)))
+            R.save(R.covered_hi)  # STATE still without this level: only the partition
+            if progress:
+                progress(level, i + 1, len(starts))
+        R.levels.append(level)
+    if todo:
+        R.levels = [lv for lv in names if lv in R.levels]
+        R.save(R.covered_hi)
+    return todo
+
+
+def regroup(R: Rollups) -> int:
+    """Rewrite in row groups (rollup_parquet.write) the last :data:`REGROUP_DAYS` partitions of 5 min
+    cells of a store written before them (one group each): the days that screens of a week or a
+    month read, then decoding only the probes shown (older partitions read whole, as before).
+    Once: STATE notes it (killed half-way, the next start goes on).  Returns how many were."""
+    todo = [p for p in sorted(R.files["5m"])[-REGROUP_DAYS:] if not rp.grouped(R._file("5m", p))]
+    for i, p in enumerate(todo):
+        R.set("5m", p, R._part("5m", p))
+        R.save(R.covered_hi)
+        if (i + 1) % 10 == 0 or i + 1 == len(todo):
+            log.info("%s: 5m rollups rewritten in row groups: %d of %d partitions", R.path, i + 1, len(todo))
+    R.grouped = True
+    R.save(R.covered_hi)
+    return len(todo)
