@@ -13,10 +13,11 @@ Layout under ``<store>/rollups``::
 Cells are keyed by (probe, metric), like ``Store.read``; a partition file names its keys and
 their kinds in its metadata.  :meth:`Rollups.update` recomputes the 1 min cells of the minutes
 a flush touched *from the raw samples* (so late samples and samples sent again give exactly the
-cells a full rebuild would), then the touched 5 min cells and hours from the 1 min cells and the
-touched days from the hours.  The 5 min level serves buckets of 5, 10, 15 and 30 min (a week or
-a month on a screen) from partitions of a day: a week of 1,000 probes is 7 of them, where the
-1 min cells of that week are 168 partitions, more than the memory budget holds.
+cells a full rebuild would), then the touched 5 min cells from the 1 min cells, the hours from
+the 5 min cells (as :meth:`Rollups.append` does) and the touched days from the hours.  The 5 min
+level serves buckets of 5, 10, 15 and 30 min (a week or a month on a screen) from partitions of
+a day: a week of 1,000 probes is 7 of them, where the 1 min cells of that week are 168
+partitions, more than the memory budget holds.
 
 Files (rollup_parquet.py) are written whole under a temporary name, fsynced and renamed; STATE
 last.  A start whose STATE is behind the segments (a crash in between, or a store written
@@ -279,9 +280,9 @@ class Rollups:
         for day, hs in sorted(hours.items()):
             kids = np.unique(np.concatenate([hour_kids[h] for h in hs]))
             lo, hi = min(hs) * H, max(hs) * H + H
-            fine = self.read("1m", kids, lo, hi)
-            self._replace("5m", kids, lo, hi, ru.coarsen(fine, FIVE, self.counter, self.wrap))
-            self._replace("1h", kids, lo, hi, ru.coarsen(fine, H, self.counter, self.wrap))
+            five = ru.coarsen(self.read("1m", kids, lo, hi), FIVE, self.counter, self.wrap)
+            self._replace("5m", kids, lo, hi, five)  # hours from these, as append() does
+            self._replace("1h", kids, lo, hi, ru.coarsen(five, H, self.counter, self.wrap))
             fine = self.read("1h", kids, day * D, day * D + D)
             self._replace("1d", kids, day * D, day * D + D, ru.coarsen(fine, D, self.counter, self.wrap))
 
