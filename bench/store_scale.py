@@ -21,7 +21,8 @@ a quarter of it each (``--runs 1000x3,100x30``: 1,000 nodes x 3 days and 100 nod
 - ``store_cpu`` (us/sample): this process's CPU from the first sample to the last flush and
   ``compact()``, split into the bus thread and the store's thread (``capacity``: samples/s one
   core of it sustains; the sender takes the other core);
-- ``bytes_per_sample`` of the segments after the final flush and ``compact()`` (raw samples; the
+- ``bytes_per_sample`` of the segments after the final flush and ``compact(whole_days=True)`` (each
+  day's full segments in one tier, as the merge thread leaves a day once it is over; raw samples; the
   store's other files -- rollups, if any -- are reported separately as ``other_bytes``), and by
   metric (a segment of each metric's rows written from the trace's first day).
 
@@ -136,7 +137,7 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
     store.close()  # the last flush
     flushed = time.perf_counter() - first
     again = Store(StoreConfig(path=store.path, flush_interval=86400.0))
-    merges = again.compact()
+    merges = again.compact(whole_days=True)
     st = again.stats()
     again.close()
     cpu["after"] = time.process_time() - cpu_start
@@ -195,7 +196,7 @@ def baseline_store(tmp: Path, pieces: list[Batch], n: int) -> tuple[float, float
     rate = n / (time.perf_counter() - start)
     store.close()
     again = Store(StoreConfig(path=tmp / "store-baseline", flush_interval=86400.0))
-    again.compact()
+    again.compact(whole_days=True)
     st = again.stats()
     again.close()
     return rate, st["segment_bytes"] / st["segment_rows"]

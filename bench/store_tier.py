@@ -7,7 +7,7 @@ Run:  .venv/bin/python bench/store_tier.py [--probes 1000] [--hours 24] [--seed 
    with its flush and merge threads as in production (a flush every ``--flush-interval`` s);
    then ``close()``.  The day is not merged into one tier yet: a store merges a day's full
    segments into its tier once it holds data a day after that day's start.
-2. *tier* (another child process, so that its peak memory is its own): ``Store(path).compact()``,
+2. *tier* (another child process, so that its peak memory is its own): ``Store(path).compact(whole_days=True)``,
    which merges each day's full segments into its tier at once (at 1,000 nodes: ~350 M rows,
    read and encoded a slice of probes at a time, compaction.Sliced).
 
@@ -58,7 +58,7 @@ def tier(path: Path) -> dict:
     before = store.stats()
     open_rss = rss_mib()
     start = time.perf_counter()
-    merges = store.compact()
+    merges = store.compact(whole_days=True)
     took = time.perf_counter() - start
     after = store.stats()
     store.close()

@@ -200,11 +200,13 @@ class Store:
             self._wal_lo = lo  # the log files lo.. are still there
             self._n["flush_errors"] += 1
 
-    def compact(self) -> int:
-        """Merge runs of small segments, then rewrite in the cold format the older segments no merge
-        will take; returns how many merges ran (background.py; the merge thread runs it after each
-        flush)."""
-        return background.compact(self)
+    def compact(self, *, whole_days: bool = False) -> int:
+        """Merge runs of small segments and full segments into day tiers, then rewrite in the cold
+        format the older segments no merge will take; returns how many merges ran (background.py:
+        the merge thread runs it after each flush).  A day's full segments are merged by size
+        classes before the day is over; ``whole_days``: into one tier at once (one rewrite now, for a
+        store whose ingest has stopped: an import, the end of a benchmark)."""
+        return background.compact(self, "whole" if whole_days else "classes")
 
     def close(self) -> None:
         """Flush the tail to a segment, stop the flush thread and release the store."""

@@ -6,6 +6,12 @@ the bus kept the backlog.  So merges, cold rewrites and retention passes run in 
 their own, one at a time (``Store._merging``), and flushes go on meanwhile: a flush only adds a
 segment newer than every one a merge or retention pass works on, and each of them swaps its
 result into the segment list under ``Store._lock``, by identity.
+
+While ingest outruns the merges (the tail holds a full segment's rows when a merge is picked: the
+flushes are back to back), full segments wait for their day's tier instead of being merged by size
+classes first (compaction.pick_tier): the merges would take the CPU the flushes need, for bytes
+rewritten again into the day's tier anyway.  ``Store.compact(whole_days=True)`` merges the day's
+run at once.
 """
 
 from __future__ import annotations
@@ -21,16 +27,17 @@ from .segment import COLD_LEVEL, Segment, fsync_dir, write_prepared
 log = logging.getLogger("wattsight.store")
 
 
-def compact(store) -> int:
-    """Merge runs of small segments (``MERGE_FANOUT`` at a time; full segments into day tiers), then
-    rewrite in the cold format the older segments no merge will take; returns how many merges ran
-    (``stats()["recompressions"]`` counts the rewrites).  Flushes go on meanwhile."""
+def compact(store, tiers: str = "classes") -> int:
+    """Merge runs of small segments (``MERGE_FANOUT`` at a time; full segments into day tiers, as
+    ``tiers`` says before their day is complete: compaction.pick_tier; the merge thread asks
+    :func:`tiers_now`), then rewrite in the cold format the older segments no merge will take; returns
+    how many merges ran (``stats()["recompressions"]`` counts the rewrites).  Flushes go on meanwhile."""
     merges = 0
     with store._merging:
         while not store._stop.is_set():  # closing: the merge under way ends, the rest waits for the next start
             with store._lock:
                 segments = store._segments
-            run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS)
+            run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, tiers_now(store, tiers))
             if not run:
                 cold = pick_cold(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, segment.FORMAT)
                 if cold is None:
@@ -51,6 +58,13 @@ def compact(store) -> int:
             fsync_dir(store._segdir)
             merges += 1
     return merges
+
+
+def tiers_now(store, tiers: str) -> str:
+    """``"complete"`` instead of ``"classes"`` while ingest outruns the merges (the tail already holds a
+    full segment's rows: too many for ``MERGE_FANOUT`` of them to fit in ``MERGE_MAX_ROWS``)."""
+    busy = store._tail.rows * store.MERGE_FANOUT > store.MERGE_MAX_ROWS
+    return "complete" if tiers == "classes" and busy else tiers
 
 
 def _merge(store, run: list[Segment]) -> Segment:
@@ -85,7 +99,7 @@ def merge_loop(store) -> None:
         if store._stop.is_set():
             return
         try:
-            compact(store)
+            compact(store, "classes")
             if store._stop.is_set():
                 return
             now = store.clock()

@@ -12,7 +12,7 @@ from ...sample import Series
 from . import segment as _segment
 from .segment import Segment, decode, to_scaled
 from .segment_write import Prepared, _sort_by_name
-from .sorting import starts_of
+from .sorting import in_order, starts_of
 
 #: A merge of more rows is read and encoded a slice of probes at a time (~64 B a row in memory).
 SLICE_ROWS = 16_000_000
@@ -23,14 +23,14 @@ TIER_MAX_ROWS = 400_000_000
 TIER_FANOUT = 4
 
 
-def pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segment]:
+def pick_run(segments: list[Segment], fanout: int, max_rows: int, tiers: str = "classes") -> list[Segment]:
     """The oldest consecutive run holding ``fanout`` segments of one level, within ``max_rows``.
 
     A segment's level is log_fanout of the flushes (log files) it covers, so levels do not
     depend on the ingest rate: 8 flushes make a level-1 segment, 64 a level-2 one.  Smaller
     segments inside a run are merged along; larger ones end it.  Each sample is rewritten
     about log_fanout(flushes per largest segment) times.  Failing such a run, a tier of full
-    segments (:func:`pick_tier`; format 2 and later: a merge larger than memory).
+    segments (:func:`pick_tier`, as ``tiers`` says; format 2 and later: a merge larger than memory).
     """
     level = [int(math.log(s.hi - s.lo + 1, fanout) + 1e-9) for s in segments]
     for k in sorted(set(level)):
@@ -44,10 +44,14 @@ def pick_run(segments: list[Segment], fanout: int, max_rows: int) -> list[Segmen
                 run.pop(0)
             if sum(level[j] == k for j in run) >= fanout:
                 return [segments[j] for j in run]
-    return pick_tier(segments, fanout, max_rows) if _segment.FORMAT >= 2 else []
+    return pick_tier(segments, fanout, max_rows, tiers) if _segment.FORMAT >= 2 else []
 
 
-def pick_tier(segments: list[Segment], fanout: int, max_rows: int) -> list[Segment]:
+#: :func:`pick_tier`'s choices before a day is complete.
+TIERS = ("classes", "complete", "whole")
+
+
+def pick_tier(segments: list[Segment], fanout: int, max_rows: int, tiers: str = "classes") -> list[Segment]:
     """The oldest run of consecutive *full* segments (too large for ``fanout`` of their size to fit
     in ``max_rows``: no run above takes them; the newest segment left out) to merge into one, at
     most a day of data (``TIER_SPAN_MS``) and ``TIER_MAX_ROWS`` rows: once the run is complete
@@ -55,7 +59,15 @@ def pick_tier(segments: list[Segment], fanout: int, max_rows: int) -> list[Segme
     ``TIER_FANOUT`` of its segments are of one size class (log_TIER_FANOUT of their rows: a day's
     first hours at high rates).  Each segment pays its series' starts, dictionaries and prediction
     blocks again: a day of 1,000 nodes in ~16 M-row segments costs ~10 % more than in one.
-    Such merges are larger than memory: :class:`Sliced` reads and encodes them a slice at a time."""
+    Such merges are larger than memory: :class:`Sliced` reads and encodes them a slice at a time.
+
+    ``tiers`` says what happens before a run is complete: ``"classes"`` as above; ``"complete"``
+    nothing (while ingest outruns the merges: each sample is then rewritten once, into its day's
+    tier, instead of once per size class, 3 times for a day of 1,000 nodes at 16 M-row flushes;
+    background.py); ``"whole"`` the run at once (an explicit ``Store.compact()``: one rewrite now).
+    """
+    if tiers not in TIERS:
+        raise ValueError(f"pick_tier: tiers={tiers!r}; expected one of {', '.join(TIERS)}")
     n = len(segments)
     full = [i < n - 1 and s.rows * fanout > max_rows for i, s in enumerate(segments)]
     newest = max((s.tmax for s in segments), default=0)
@@ -75,8 +87,11 @@ def pick_tier(segments: list[Segment], fanout: int, max_rows: int) -> list[Segme
             rows, tmin, tmax = rows + s.rows, lo, hi
             j += 1
         complete = (j < n and full[j]) or newest - tmin > TIER_SPAN_MS
-        if len(run) >= 2 and complete:
+        if len(run) >= 2 and (complete or tiers == "whole"):
             return run
+        if tiers != "classes":
+            i = max(j, i + 1)
+            continue
         sizes = [int(math.log(s.rows * fanout / max_rows, TIER_FANOUT) + 1e-9) for s in run]
         for k in sorted(set(sizes)):
             part: list[Segment] = []
@@ -179,10 +194,9 @@ class Sliced:
 def merge_parts(parts: list[tuple]) -> Prepared:
     """:func:`merge_segments` of parts (series, count, scale, t, ints), oldest first."""
     ids: dict[Series, int] = {}
-    sids, ts, vs, scales, counts = [], [], [], [], []
+    ts, vs, scales, counts = [], [], [], []
     for names, count, sc, t, ints in parts:
         local = np.asarray([ids.setdefault(x, len(ids)) for x in names], np.int64)
-        sids.append(np.repeat(local, count))
         ts.append(t)
         vs.append(ints)
         scales.append((local, sc))
@@ -215,8 +229,8 @@ def merge_parts(parts: list[tuple]) -> Prepared:
                 break
             scale[bad] = -1  # bit patterns: always exact
         vs = new_vs
-    sid, t, ints = np.concatenate(sids), np.concatenate(ts), np.concatenate(vs)
-    by_name, keep, count, t = _sort_by_name(series, list(range(len(series))), sid, t)
+    t, ints = np.concatenate(ts), np.concatenate(vs)
+    by_name, keep, count, t = _merge_order(series, [local for local, _ in scales], counts, t)
     ints = ints[keep]
     starts = starts_of(count)
     seg_scale = scale[by_name].astype(np.int8)
@@ -224,3 +238,24 @@ def merge_parts(parts: list[tuple]) -> Prepared:
     last = decode(ints[starts + count - 1], seg_scale)
     return Prepared([series[i] for i in by_name], np.asarray(by_name, np.int64), count, t, ints, seg_scale,
                     first, last)
+
+
+def _merge_order(series: list[Series], local: list[np.ndarray], counts: list[np.ndarray], t: np.ndarray):
+    """:func:`.segment_write._sort_by_name` of parts laid end to end (each a block of ``counts[k][j]``
+    rows of its series ``local[k][j]``, in time order), by blocks: the rows of each series taken
+    part after part, sorted again only if a part holds rows older than an earlier part's."""
+    by_name = sorted(range(len(series)), key=lambda i: series[i].as_tuple())
+    rank = np.empty(len(series), np.int64)
+    rank[by_name] = np.arange(len(series))
+    block_rank = np.concatenate([rank[x] for x in local])
+    size = np.concatenate(counts).astype(np.int64)
+    start = starts_of(size)
+    pick = np.lexsort((np.repeat(np.arange(len(counts)), [len(c) for c in counts]), block_rank))
+    size, start = size[pick], start[pick]
+    order = np.repeat(start - starts_of(size), size) + np.arange(len(t))
+    count = np.bincount(block_rank, weights=np.concatenate(counts), minlength=len(series)).astype(np.int64)
+    got = in_order(order, t, count)
+    if got is not None:
+        return (by_name, *got)
+    sid = np.concatenate([np.repeat(x, c) for x, c in zip(local, counts)])
+    return _sort_by_name(series, list(range(len(series))), sid, t)

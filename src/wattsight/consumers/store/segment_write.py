@@ -70,9 +70,9 @@ def _sort_by_name(series: list[Series], used: list[int], sid: np.ndarray, t: np.
     """Rows (``sid`` indexes ``series``, all in ``used``) sorted by (series name, t), the last written
     of equal (series, t) kept: (``used`` by name, kept rows, rows per series by name, their t)."""
     by_name = sorted(used, key=lambda i: series[i].as_tuple())
-    rank = np.zeros(len(series), np.int64)
+    rank = np.zeros(len(series), np.uint16 if len(by_name) <= 1 << 16 else np.int64)  # uint16: a radix sort
     rank[by_name] = np.arange(len(by_name))
-    return (by_name, *sort_ranked(rank[sid], t))
+    return (by_name, *sort_ranked(rank[sid], t, max(len(by_name), 1)))
 
 
 def by_cost(p: Prepared, group_rows: int = GROUP_ROWS) -> Prepared:
