@@ -125,7 +125,7 @@ class Store:
             return
         payload = raw if raw is not None else encode_batch(batch)
         with self._lock:
-            if self._tail.rows >= self.TAIL_FLUSHES * self.FLUSH_ROWS:
+            if self._unwritten() >= self.TAIL_FLUSHES * self.FLUSH_ROWS:
                 self._wait_for_room()
             if self._closed:
                 raise StoreError(f"{self.path}: the store is closed; a batch of {len(batch)} samples "
@@ -138,11 +138,17 @@ class Store:
         """Wait (holding ``_lock``) until a flush takes the full tail, the store closes or its thread stops."""
         self._wake.set()
         start = time.monotonic()
-        while self._tail.rows >= self.TAIL_FLUSHES * self.FLUSH_ROWS and not self._closed and \
+        while self._unwritten() >= self.TAIL_FLUSHES * self.FLUSH_ROWS and not self._closed and \
                 self._thread.is_alive():
             self._room.wait(1.0)
         self._n["ingest_waits"] += 1
         self._n["ingest_wait_s"] += time.monotonic() - start
+
+    def _unwritten(self) -> int:
+        """Rows in memory not yet in a segment, less one flush's worth under way: a flush that fails
+        puts its rows back in the tail (_thaw), which must not let the next ones in (memory would
+        grow by a tail at each retry)."""
+        return self._tail.rows + max(sum(f.rows for f in self._frozen) - self.TAIL_FLUSHES * self.FLUSH_ROWS, 0)
 
     def _append(self, sid: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
         self._tail.append(sid, t, v)
