@@ -15,6 +15,7 @@ import msgpack
 import numpy as np
 
 from ...errors import SampleError
+from ...recent import ByIdentity
 from ...sample import Batch, Series
 
 _HEAD = b"\x86\xa1f\x01\xa1s"  # codec.encode_batch: a 6-entry map, "f": 1, then "s": the series table
@@ -44,7 +45,7 @@ class Registry:
         self.last_v = np.zeros(0, np.float64)
         self._table: bytes | None = None  # the last large series table seen, as codec bytes
         self._table_ids = np.zeros(0, np.int64)
-        self._tuples: dict[int, tuple[tuple, np.ndarray]] = {}  # id(series table) -> (table, its ids)
+        self._tuples = ByIdentity(64)  # series table -> its ids
 
     def __len__(self) -> int:
         return len(self.series)
@@ -57,9 +58,9 @@ class Registry:
         the same table bytes), or else a table of the same bytes as the last large one (``raw``,
         the batch's codec bytes when known, holds it as msgpack right after its 6-byte head)."""
         if isinstance(series, tuple):
-            got = self._tuples.get(id(series))
-            if got is not None and got[0] is series:
-                return got[1]
+            got = self._tuples.get(series)
+            if got is not None:
+                return got
         if not isinstance(raw, bytes):
             raw = None
         if raw is not None and self._table is not None and raw.startswith(_HEAD) and \
@@ -73,10 +74,8 @@ class Registry:
                 table = msgpack.packb([s.as_tuple() for s in series], use_bin_type=True)  # as codec.encode_batch
                 if raw.startswith(table, len(_HEAD)):
                     self._table, self._table_ids = table, out
-        if isinstance(series, tuple) and len(series) >= 16:  # the tuple is kept: its id is not reused
-            self._tuples[id(series)] = (series, out)
-            if len(self._tuples) > 64:
-                del self._tuples[next(iter(self._tuples))]
+        if isinstance(series, tuple) and len(series) >= 16:
+            self._tuples.put(series, out)
         return out
 
     def _add(self, s: Series) -> int:
