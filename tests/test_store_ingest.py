@@ -13,7 +13,7 @@ from store_contract import open_embedded, pdu_trace
 
 from wattsight.bus import Publisher, Subscriber, topic_of
 from wattsight.codec import decode_batch, encode_batch
-from wattsight.consumers.store import segment
+from wattsight.consumers.store import residual, segment
 from wattsight.consumers.store.rollup import GAP_FLOOR_MS, NO_GAP, from_raw, step_amount
 from wattsight.consumers.store.tail import Registry
 from wattsight.errors import MessageRefused
@@ -210,6 +210,7 @@ def test_a_flush_too_large_for_any_merge_is_written_cold_at_once(tmp_path):
     store.flush()
     hot, cold = store._segments
     assert hot.fmt == min(segment.HOT_FORMAT, segment.FORMAT) and cold.fmt == segment.FORMAT
+    assert set(cold.mode.tolist()) <= {residual.RAW, residual.DELTA}  # quick: its day's tier rewrites it
     assert store.compact() == 0 and store.stats()["recompressions"] == 0
     store.close()
     again = open_embedded(tmp_path / "s")
@@ -243,4 +244,24 @@ def test_handle_waits_for_a_flush_when_the_tail_is_full_and_loses_nothing(tmp_pa
     assert not waiting.is_alive() and store.stats()["ingest_waits"] == 1
     t, v = store.read([s.key], 0, 2**62)[s.key]
     assert np.array_equal(t, T0 + np.arange(250) * 1000) and np.array_equal(v, np.repeat(np.arange(5.0), 50))
+    store.close()
+
+
+def test_quick_flushes_are_encoded_in_full_by_their_day_tier(tmp_path):
+    store = open_embedded(tmp_path / "s")
+    store.MERGE_MAX_ROWS = 8 * 1000  # every flush below is full: no merge but the day's tier takes it
+    trace = pdu_trace(3, 900, seed=4)
+    for k in range(3):
+        part = (trace.t >= T0 + k * 300_000) & (trace.t < T0 + (k + 1) * 300_000)
+        store.handle(Batch(trace.series, trace.sidx[part], trace.t[part], trace.v[part]))
+        store.flush()
+    assert all(set(s.mode.tolist()) <= {residual.RAW, residual.DELTA} for s in store._segments)
+    assert store.compact(whole_days=True) == 1
+    tier = store._segments[0]
+    assert tier.hi - tier.lo + 1 == 2 and {residual.DICT, residual.PARTNER} & set(tier.mode.tolist())
+    keys = sorted({s.key for s in trace.series})
+    got = store.read(keys, 0, 2**62)
+    for j, s in enumerate(trace.series):
+        rows = trace.sidx == j
+        assert np.array_equal(got[s.key][0], trace.t[rows]) and np.array_equal(got[s.key][1], trace.v[rows])
     store.close()

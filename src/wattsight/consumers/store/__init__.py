@@ -81,6 +81,9 @@ class Store:
     #: store that receives faster than it writes segments must slow the bus down (which holds the
     #: batches; publishers wait, nothing is lost), not fill the memory.
     TAIL_FLUSHES = 2
+    #: Large flushes (written in the cold format, rewritten by their day's tier) skip the residual
+    #: dictionaries and partners: half of the encoding's CPU, for segments ~10 % larger meanwhile.
+    QUICK_FLUSHES = True
 
     def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms,
                  retention: rt.RetentionConfig | None = None) -> None:
@@ -194,7 +197,8 @@ class Store:
         fifth of level 16's CPU, which made the flush thread the bottleneck at 1,000 probes), for
         the day's tier (compaction.pick_tier) to compress at ``COLD_LEVEL``."""
         if rows * self.MERGE_FANOUT > self.MERGE_MAX_ROWS:
-            return {"fmt": segment.FORMAT, "compression_level": segment.COMPRESSION_LEVEL}
+            return {"fmt": segment.FORMAT, "compression_level": segment.COMPRESSION_LEVEL,
+                    "quick": self.QUICK_FLUSHES}
         return {"fmt": min(segment.HOT_FORMAT, segment.FORMAT)}
 
     def _thaw(self, frozen: Tail, lo: int) -> None:

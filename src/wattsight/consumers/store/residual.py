@@ -130,7 +130,7 @@ def _k_of(aux: np.ndarray) -> np.ndarray:
 
 
 def encode(x: np.ndarray, t: np.ndarray, count: np.ndarray, series, scale: np.ndarray, *,
-           dictionaries: bool = True) -> Coded:
+           dictionaries: bool = True, partners_too: bool = True) -> Coded:
     """Residuals of the int64 column ``x`` (rows sorted by series then t; ``count`` rows per series)."""
     n, ns = len(x), len(count)
     starts = starts_of(count)
@@ -156,7 +156,7 @@ def encode(x: np.ndarray, t: np.ndarray, count: np.ndarray, series, scale: np.nd
     r = np.where(np.repeat(mode == DELTA, count), u_delta, x)
     aux = np.zeros(n, np.int64)
     partner = np.full(ns, -1, np.int32)
-    for i, j in enumerate(partners(series, scale).tolist()):
+    for i, j in enumerate(partners(series, scale).tolist() if partners_too else ()):
         if j >= 0 and count[i] >= 2 and count[j] >= 2:
             _partner(i, j, t, d, u_delta, starts, count, best, mode, partner, r, aux)
     dict_n = np.zeros(ns, np.int32)

@@ -119,9 +119,10 @@ def write_segment(directory: Path, lo: int, hi: int, series: list[Series], sid: 
 
 def write_prepared(directory: Path, lo: int, hi: int, p: Prepared | Iterable[Prepared], *,
                    row_group_size: int = 1 << 20, compression_level: int = COMPRESSION_LEVEL,
-                   fmt: int | None = None) -> Segment:
+                   fmt: int | None = None, quick: bool = False) -> Segment:
     """Durably write prepared rows as the segment ``<lo>-<hi>`` (see :func:`write_segment`) in
-    format ``fmt`` (default ``segment.FORMAT``, 3; 1 is the format before residuals, still read).
+    format ``fmt`` (default ``segment.FORMAT``, 3; 1 is the format before residuals, still read);
+    ``quick``: residuals without dictionaries or partners (a flush that its day's tier rewrites).
 
     ``p`` may also be slices of the rows (a merge too large for memory, :class:`.compaction.Sliced`:
     disjoint series, in order): formats 2 and 3 encode them one at a time and keep each one's byte planes
@@ -139,9 +140,9 @@ def write_prepared(directory: Path, lo: int, hi: int, p: Prepared | Iterable[Pre
         return _commit(directory, lo, hi, table.schema, [table], summary, options, row_group_size,
                        compression_level, None)
     if isinstance(p, Prepared):
-        parts = [_Part.of(by_cost(p), row_group_size)]
+        parts = [_Part.of(by_cost(p), row_group_size, quick)]
     else:
-        parts = [_Part.of(by_cost(piece), row_group_size).squeeze() for piece in p]
+        parts = [_Part.of(by_cost(piece), row_group_size, quick).squeeze() for piece in p]
     wt, w = max(x.wt for x in parts), max(x.w for x in parts)
     summary = _joined([x.summary for x in parts], fmt)
     summary.update(width=w, t_width=wt, restart=restarts.RESTART_ROWS)
@@ -166,9 +167,10 @@ class _Part:
     aux: np.ndarray | tuple[np.ndarray, np.ndarray]  # squeezed: (rows, values) of the nonzero ones
 
     @classmethod
-    def of(cls, p: Prepared, row_group_size: int) -> _Part:
+    def of(cls, p: Prepared, row_group_size: int, quick: bool = False) -> _Part:
         starts = p.starts
-        coded = residual.encode(p.ints, p.t, p.count, p.series, p.scale)
+        coded = residual.encode(p.ints, p.t, p.count, p.series, p.scale, dictionaries=not quick,
+                                partners_too=not quick)
         rt, step = residual.encode_t(p.t, p.count)
         n = len(p.t)
         sizes = np.diff(np.append(np.arange(0, n, row_group_size), n))
