@@ -213,13 +213,8 @@ def test_a_flush_too_large_for_any_merge_is_written_cold_at_once(tmp_path):
     assert set(cold.mode.tolist()) <= {residual.RAW, residual.DELTA}  # quick: its day's tier rewrites it
     assert store.compact() == 0 and store.stats()["recompressions"] == 0
     store.close()
-    again = open_embedded(tmp_path / "s")
-    keys = sorted({s.key for s in trace.series})
-    got = again.read(keys, 0, 2**62)
-    for j, s in enumerate(trace.series):
-        rows = trace.sidx == j
-        assert np.array_equal(got[s.key][0], trace.t[rows]) and np.array_equal(got[s.key][1], trace.v[rows])
-    again.close()
+    with open_embedded(tmp_path / "s") as again:
+        assert_reads_back(again, trace)
 
 
 def test_handle_waits_for_a_flush_when_the_tail_is_full_and_loses_nothing(tmp_path):
@@ -259,9 +254,13 @@ def test_quick_flushes_are_encoded_in_full_by_their_day_tier(tmp_path):
     assert store.compact(whole_days=True) == 1
     tier = store._segments[0]
     assert tier.hi - tier.lo + 1 == 2 and {residual.DICT, residual.PARTNER} & set(tier.mode.tolist())
-    keys = sorted({s.key for s in trace.series})
-    got = store.read(keys, 0, 2**62)
+    assert_reads_back(store, trace)
+    store.close()
+
+
+def assert_reads_back(store, trace: Batch) -> None:
+    """Every series of ``trace`` reads back from ``store`` exactly."""
+    got = store.read(sorted({s.key for s in trace.series}), 0, 2**62)
     for j, s in enumerate(trace.series):
         rows = trace.sidx == j
         assert np.array_equal(got[s.key][0], trace.t[rows]) and np.array_equal(got[s.key][1], trace.v[rows])
-    store.close()
