@@ -365,6 +365,12 @@ def pack(r: np.ndarray, bounds: np.ndarray, w: int) -> bytes:
     return out.tobytes()
 
 
+def column_bytes(column, w: int) -> np.ndarray:
+    """The bytes of a fixed_size_binary(``w``) Arrow column (chunked), end to end: what pack wrote."""
+    parts = [np.frombuffer(c.buffers()[1], np.uint8)[c.offset * w:(c.offset + len(c)) * w] for c in column.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def unpack(buf, sizes: list[int], w: int) -> np.ndarray:
     """The residuals of consecutive row groups of ``sizes`` rows from :func:`pack`'s bytes."""
     raw = np.frombuffer(buf, np.uint8)

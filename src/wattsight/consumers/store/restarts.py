@@ -15,7 +15,9 @@ Series ``i`` has ``(count[i] - 1) // rs`` points, at its rows ``rs, 2 rs, ...``.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from . import residual
 from .residual import BLOCK
 from .sorting import starts_of
 
@@ -130,10 +132,6 @@ def unpack_ranges(buf, sizes: list[int], w: int, starts: np.ndarray, count: np.n
 def read(seg, idx: list[int], start_ms: int, end_ms: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """:meth:`.segment.Segment.read` of a segment with restart points: (series index, t, ints) of
     the series ``idx`` in ``[start_ms, end_ms]``, decoding only the rows of their ranges."""
-    import pyarrow.parquet as pq
-
-    from . import residual
-
     ranges = Ranges(seg)
     for i in idx:
         ranges.add(i, start_ms, end_ms)
@@ -163,10 +161,7 @@ def read(seg, idx: list[int], start_ms: int, end_ms: int) -> list[tuple[int, np.
     begin = local(first)  # a range's groups are all loaded: contiguous in the table
     cols = []
     for name, w in (("t", seg.t_width), ("v", seg.width)):
-        chunks = table.column(name).chunks
-        parts = [np.frombuffer(c.buffers()[1], np.uint8)[c.offset * w:(c.offset + len(c)) * w] for c in chunks]
-        cols.append(unpack_ranges(parts[0] if len(parts) == 1 else np.concatenate(parts), sizes.tolist(), w,
-                                  begin, count))
+        cols.append(unpack_ranges(residual.column_bytes(table.column(name), w), sizes.tolist(), w, begin, count))
     a = None
     if aux:
         a = table.column("aux").to_numpy()

@@ -19,8 +19,11 @@ v           fixed_size_binary the series' residuals (:mod:`.residual`: differenc
 aux         int64            per series: its dictionary or the partner prediction's factors
 =========== ================ =========================================================
 
-Merges write format ``FORMAT`` at zstd level ``COLD_LEVEL``; flushes write ``HOT_FORMAT`` (1) at
-``COMPRESSION_LEVEL``.  Row groups hold ``row_group_size`` rows, except the last of each slice of a
+Each series' integer and time every 8,192 rows (*restart points*, :mod:`.restarts`) are in the
+summary: reads decode from the last one before the asked start.  Merges write format ``FORMAT``
+at zstd level ``COLD_LEVEL``; flushes write ``HOT_FORMAT`` (1) at ``COMPRESSION_LEVEL``, except
+those no merge takes (``FORMAT`` without dictionaries or partners, until their day's tier: the
+store's ``_flush_format``).  Row groups hold ``row_group_size`` rows, except the last of each slice of a
 merge larger than memory (:class:`.compaction.Sliced`).  Read segments with
 :meth:`Segment.read_all` (or ``wattsight export`` for pandas, polars and DuckDB).
 
@@ -317,9 +320,7 @@ class Segment:
         sizes = sizes.tolist() if groups is None else sizes[groups].tolist()
         planes = []
         for name, w in (("t", self.t_width), ("v", self.width)):
-            parts = [np.frombuffer(c.buffers()[1], np.uint8)[c.offset * w:(c.offset + len(c)) * w]
-                     for c in table.column(name).chunks]
-            planes.append(residual.unpack(parts[0] if len(parts) == 1 else np.concatenate(parts), sizes, w))
+            planes.append(residual.unpack(residual.column_bytes(table.column(name), w), sizes, w))
         return planes[0], (planes[1], table.column("aux").to_numpy() if aux else None)
 
     def _upto(self, need: list[int], lo_rg: np.ndarray, hi_rg: np.ndarray, end_ms: int):
