@@ -103,7 +103,7 @@ def main() -> None:
             emit("ingest_rate", got["samples"] / got["ingest_s"], "samples/s", "store", **tag,
                  note="handle() in 10k batches, flush and merge threads on, until close()")
         t = child("tier", "--path", str(path))
-        emit("tier_peak_rss", t["peak_rss"], "MiB", "store", open_rss=round(t["open_rss"]), **tag,
+        emit("tier_peak_rss", t["peak_rss"], "MiB", "store", open_rss=round(t["open_rss"], 4), **tag,
              note="ru_maxrss of the process that opened the store and ran compact()")
         emit("tier_time", t["tier_s"], "s", "store", merges=t["merges"], **tag)
         emit("tier_rate", t["rows_before"] / max(t["tier_s"], 1e-9), "rows/s", "store", **tag)
