@@ -1,5 +1,6 @@
 """Tiers of full segments while ingest outruns the merges: they wait for their day's tier (each
-sample rewritten once), and ``Store.compact(whole_days=True)`` merges the day's run at once."""
+sample rewritten once), and ``Store.compact(whole_days=True)`` merges the day's run at once; closing
+the store gives a tier under way up."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from store_contract import bits
 from store_contract import open_embedded as open_store
 from test_store_format_tiers import rack
 
-from wattsight.consumers.store import background
-from wattsight.consumers.store.compaction import pick_run, pick_tier
+from wattsight.consumers.store import background, compaction
+from wattsight.consumers.store.compaction import merge_parts, pick_run, pick_tier
 from wattsight.sample import Batch
 
 DAY = 86_400_000
@@ -72,3 +73,36 @@ def test_compact_merges_a_day_of_full_segments_at_once_and_reads_the_same(tmp_pa
         for g in (got, after):
             assert np.array_equal(g[k][0], want[k][0]) and np.array_equal(bits(g[k][1]), bits(want[k][1])), k
 
+
+
+def test_closing_gives_up_a_tier_under_way_and_keeps_its_segments(tmp_path, monkeypatch):
+    days = [rack(300, 40 + k, probes=2, shift=k * 3_600_000) for k in range(6)]
+    store = open_store(tmp_path / "s")
+    for cols in days:
+        for s, (t, v) in cols.items():
+            store.handle(Batch.of_series(s, t, v))
+        store.flush()
+    store.MERGE_MAX_ROWS = 10  # every segment full: one tier of the day, read a probe at a time
+    keys = sorted({s.key for s in days[0]})
+    want = store.read(keys, 0, 2**62)
+    before = [s.path.name for s in store._segments]
+    monkeypatch.setattr(background, "merge_segments", lambda run: compaction.Sliced(run, 1))
+    slices = []
+
+    def first_slice_then_close(parts):  # the store is told to close while the tier's first slice is encoded
+        slices.append(len(parts))
+        store._stop.set()
+        return merge_parts(parts)
+
+    monkeypatch.setattr(compaction, "merge_parts", first_slice_then_close)
+    assert store.compact(whole_days=True) == 0
+    assert len(slices) == 1 and [s.path.name for s in store._segments] == before
+    assert sorted(p.name for p in store._segdir.iterdir()) == sorted(before)  # no temporary file left
+    store.close()
+    monkeypatch.undo()
+    with open_store(tmp_path / "s") as again:
+        again.MERGE_MAX_ROWS = 10
+        assert again.compact(whole_days=True) == 1  # picked again after the next start
+        got = again.read(keys, 0, 2**62)
+    for k in keys:
+        assert np.array_equal(got[k][0], want[k][0]) and np.array_equal(bits(got[k][1]), bits(want[k][1])), k

@@ -12,16 +12,21 @@ flushes are back to back), full segments wait for their day's tier instead of be
 classes first (compaction.pick_tier): the merges would take the CPU the flushes need, for bytes
 rewritten again into the day's tier anyway.  ``Store.compact(whole_days=True)`` merges the day's
 run at once.
+
+Closing the store gives up a merge under way between two of its slices (a tier of a day takes
+minutes: a service stop must not wait for it); its segments stay as they were, and the merge is
+picked again after the next start.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 
 from ...errors import StoreError
 from . import segment
-from .compaction import merge_segments, pick_cold, pick_run
+from .compaction import Sliced, merge_segments, pick_cold, pick_run
 from .segment import COLD_LEVEL, Segment, fsync_dir, write_prepared
 
 log = logging.getLogger("wattsight.store")
@@ -34,30 +39,43 @@ def compact(store, tiers: str = "classes") -> int:
     how many merges ran (``stats()["recompressions"]`` counts the rewrites).  Flushes go on meanwhile."""
     merges = 0
     with store._merging:
-        while not store._stop.is_set():  # closing: the merge under way ends, the rest waits for the next start
-            with store._lock:
-                segments = store._segments
-            run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, tiers_now(store, tiers))
-            if not run:
-                cold = pick_cold(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, segment.FORMAT)
-                if cold is None:
-                    return merges
-                again = _merge(store, [cold])  # the same name: the file is replaced whole
-                with store._lock:
-                    store._segments = [again if s is cold else s for s in store._segments]
-                    store._n["recompressions"] += 1
-                continue
-            merged = _merge(store, run)
-            with store._lock:  # flushes only added newer segments meanwhile
-                at = store._segments.index(run[0])
-                rest = [s for s in store._segments if s not in run]
-                store._segments = rest[:at] + [merged] + rest[at:]
-                store._n["merges"] += 1
-            for s in run:  # readers holding the old list still read them: their maps stay open
-                s.path.unlink(missing_ok=True)
-            fsync_dir(store._segdir)
-            merges += 1
+        try:
+            for _ in _merges(store, tiers):
+                merges += 1
+        except Stopped:
+            log.info("%s: closing: a merge under way was given up (picked again at the next start)", store.path)
     return merges
+
+
+class Stopped(Exception):
+    """A merge given up between two of its slices because the store is closing."""
+
+
+def _merges(store, tiers: str) -> Iterator[None]:
+    """:func:`compact`'s merges, one yield after each."""
+    while not store._stop.is_set():  # closing: the merge under way ends, the rest waits for the next start
+        with store._lock:
+            segments = store._segments
+        run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, tiers_now(store, tiers))
+        if not run:
+            cold = pick_cold(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, segment.FORMAT)
+            if cold is None:
+                return
+            again = _merge(store, [cold])  # the same name: the file is replaced whole
+            with store._lock:
+                store._segments = [again if s is cold else s for s in store._segments]
+                store._n["recompressions"] += 1
+            continue
+        merged = _merge(store, run)
+        with store._lock:  # flushes only added newer segments meanwhile
+            at = store._segments.index(run[0])
+            rest = [s for s in store._segments if s not in run]
+            store._segments = rest[:at] + [merged] + rest[at:]
+            store._n["merges"] += 1
+        for s in run:  # readers holding the old list still read them: their maps stay open
+            s.path.unlink(missing_ok=True)
+        fsync_dir(store._segdir)
+        yield
 
 
 def tiers_now(store, tiers: str) -> str:
@@ -68,9 +86,20 @@ def tiers_now(store, tiers: str) -> str:
 
 
 def _merge(store, run: list[Segment]) -> Segment:
-    """One segment of ``run``'s rows, their stored integers passed through (compaction.merge_parts)."""
-    return write_prepared(store._segdir, run[0].lo, run[-1].hi, merge_segments(run),
+    """One segment of ``run``'s rows, their stored integers passed through (compaction.merge_parts);
+    :class:`Stopped` if the store closes before its last slice."""
+    rows = merge_segments(run)
+    if isinstance(rows, Sliced):
+        rows = _until_stop(store, rows)
+    return write_prepared(store._segdir, run[0].lo, run[-1].hi, rows,
                           row_group_size=store.ROW_GROUP_SIZE, compression_level=COLD_LEVEL)
+
+
+def _until_stop(store, slices: Sliced):
+    for piece in slices:
+        if store._stop.is_set():
+            raise Stopped
+        yield piece
 
 
 def flush_loop(store) -> None:
