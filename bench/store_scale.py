@@ -56,6 +56,7 @@ from bench.figures import machine
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, segment
 from wattsight.consumers.store.segment import write_segment
+from wattsight.memory import keep_freed_memory
 from wattsight.sample import Batch
 
 KEY = b"bench-store-scale-0123456789abcdef0123"
@@ -322,11 +323,15 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--quick", action="store_true", help="20 nodes x 2 h, baselines on 10 nodes x 1 h")
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="leave glibc's malloc as it is (wattsight run keeps freed memory: wattsight.memory); "
+                    "the sender process always runs with the defaults")
     args = parse_with_format(ap)
+    kept = not args.malloc_defaults and keep_freed_memory()
     if args.quick:
         args.runs, args.baseline = "20x0.0833333", "10x0.0416667"
     emit("machine", 0, "", "input", machine=machine(), runs=args.runs, baseline=args.baseline,
-         target="1000 probes x 30 days; see runs")
+         target="1000 probes x 30 days; see runs", malloc="keep freed memory" if kept else "defaults")
     with tempfile.TemporaryDirectory(prefix="wattsight-scale-") as d:
         tmp = Path(d)
         os.chmod(tmp, 0o700)

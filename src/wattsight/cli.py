@@ -87,6 +87,10 @@ def cmd_run(args) -> int:
         print(f"wattsight {__version__}: running {parts}{where} "
               f"(bus {cfg.bus.endpoint}, store {cfg.store.path}); Ctrl-C stops", file=sys.stderr, flush=True)
 
+    if "store" in roles:  # before the store's threads start: see wattsight.memory
+        from .memory import keep_freed_memory
+
+        keep_freed_memory()
     app.serve(cfg, roles, on_ready=ready)
     return 0
 
