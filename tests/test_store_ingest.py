@@ -253,7 +253,7 @@ def test_quick_flushes_are_encoded_in_full_by_their_day_tier(tmp_path):
     assert all(set(s.mode.tolist()) <= {residual.RAW, residual.DELTA} for s in store._segments)
     assert store.compact(whole_days=True) == 1
     tier = store._segments[0]
-    assert tier.hi - tier.lo + 1 == 2 and {residual.DICT, residual.PARTNER} & set(tier.mode.tolist())
+    assert len(store._segments) == 1 and tier.hi - tier.lo + 1 == 3 and {residual.DICT, residual.PARTNER} & set(tier.mode.tolist())
     assert_reads_back(store, trace)
     store.close()
 

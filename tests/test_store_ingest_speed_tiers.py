@@ -29,7 +29,7 @@ def test_busy_ingest_merges_full_segments_only_into_a_complete_day():
     assert pick_tier(segs, 8, 16_000_000) == segs[:4]  # size classes
     assert pick_tier(segs, 8, 16_000_000, "complete") == []  # the day goes on
     assert pick_run(segs, 8, 16_000_000, "complete") == []
-    assert pick_tier(segs, 8, 16_000_000, "whole") == segs[:5]  # all but the newest, at once
+    assert pick_tier(segs, 8, 16_000_000, "whole") == segs  # at once, the newest too
     segs.append(fake(100, 1.5, 0.01, 9))  # the next day: the first one's run is complete
     for tiers in ("classes", "complete", "whole"):
         assert pick_tier(segs, 8, 16_000_000, tiers) == segs[:6], tiers
@@ -64,8 +64,8 @@ def test_compact_merges_a_day_of_full_segments_at_once_and_reads_the_same(tmp_pa
         store.MERGE_MAX_ROWS = 10  # every segment full from here on
         keys = sorted({s.key for s in days[0]})
         want = store.read(keys, 0, 2**62)
-        assert store.compact(whole_days=True) == 1  # one merge of five, not size classes of four first
-        assert [s.hi - s.lo + 1 for s in store._segments] == [5, 1]
+        assert store.compact(whole_days=True) == 1  # one merge of six, not size classes of four first
+        assert [s.hi - s.lo + 1 for s in store._segments] == [6]
         got = store.read(keys, 0, 2**62)
     with open_store(tmp_path / "s") as again:
         after = again.read(keys, 0, 2**62)

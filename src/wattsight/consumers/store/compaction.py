@@ -64,12 +64,13 @@ def pick_tier(segments: list[Segment], fanout: int, max_rows: int, tiers: str = 
     ``tiers`` says what happens before a run is complete: ``"classes"`` as above; ``"complete"``
     nothing (while ingest outruns the merges: each sample is then rewritten once, into its day's
     tier, instead of once per size class, 3 times for a day of 1,000 nodes at 16 M-row flushes;
-    background.py); ``"whole"`` the run at once (an explicit ``Store.compact()``: one rewrite now).
+    background.py); ``"whole"`` the run at once, the newest segment too (an explicit
+    ``Store.compact()`` once ingest has stopped: one rewrite now, nothing left in a flush's encoding).
     """
     if tiers not in TIERS:
         raise ValueError(f"pick_tier: tiers={tiers!r}; expected one of {', '.join(TIERS)}")
     n = len(segments)
-    full = [i < n - 1 and s.rows * fanout > max_rows for i, s in enumerate(segments)]
+    full = [(i < n - 1 or tiers == "whole") and s.rows * fanout > max_rows for i, s in enumerate(segments)]
     newest = max((s.tmax for s in segments), default=0)
     i = 0
     while i < n:
