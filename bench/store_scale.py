@@ -1,6 +1,6 @@
 """The embedded store at scale: bus ingest into durable storage, bytes/sample, against PostgreSQL and InfluxDB.
 
-Run:  .venv/bin/python bench/store_scale.py [--quick] [--runs 1000x3,100x30] [--baseline 100x1]
+Run:  .venv/bin/python bench/store_scale.py [--quick] [--runs 1000x3,100x30] [--baseline 100x1] [--rate 2e6]
       [--dsn "host=127.0.0.1 port=5432 user=postgres dbname=test"] [--no-pg] [--no-influx]
 
 The trace is bench/common.py's rack (per node: PDU outlet power at 1 W or 0.1 W, its energy
@@ -18,6 +18,10 @@ a quarter of it each (``--runs 1000x3,100x30``: 1,000 nodes x 3 days and 100 nod
   ``lost_batches``/``refused`` come from the bus's sequence numbers, ``stored`` must equal ``sent``;
   ``flushed_rate`` counts until the last sample is in a segment (a short run ends with up to
   ``Store.TAIL_FLUSHES`` x ``FLUSH_ROWS`` samples acknowledged but still in memory);
+- ``freshness_p99`` (ms), with ``--rate R``: the sender offers R samples/s on average instead of
+  all it can, and after each piece of 50,000 samples a sample of ``bench.clock`` holding the time
+  it was sent; this process reads that series back with ``Store.read()`` every 10 ms and records
+  how long each one took to become readable (p50, p99, max): the target is < 1 s at 2 M/s;
 - ``store_cpu`` (us/sample): this process's CPU from the first sample to the last flush and
   ``compact()``, split into the bus thread and the store's thread (``capacity``: samples/s one
   core of it sustains; the sender takes the other core);
@@ -43,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -57,34 +62,58 @@ from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, segment
 from wattsight.consumers.store.segment import write_segment
 from wattsight.memory import keep_freed_memory
-from wattsight.sample import Batch
+from wattsight.sample import Batch, Series
 
 KEY = b"bench-store-scale-0123456789abcdef0123"
 DAY = 86400
+#: With ``--rate``: after each piece, the time it was sent (s since the epoch), read back by :func:`freshness`.
+CLOCK = Series("bench.clock", "sent_at", "s")
 
 
 # -- the sender process --------------------------------------------------------------------
-def sender(endpoint: str, probes: int, seconds: int, seed: int) -> None:
-    """Publish the whole trace on ``endpoint``, report on stdout, and wait for "done" on stdin."""
+def sender(endpoint: str, probes: int, seconds: int, seed: int, rate: float = 0.0) -> None:
+    """Publish the whole trace on ``endpoint``, report on stdout, and wait for "done" on stdin.
+
+    ``rate`` (samples/s, 0: as fast as the bus takes them): the trace is sent at that average rate
+    (a piece as soon as it is due; late pieces at once), each piece followed by a one-sample batch
+    of :data:`CLOCK` whose value is the time it was sent (``time.time()``)."""
     from wattsight.bus import Publisher
 
     pub = Publisher(endpoint, KEY, hwm=2000)
     while not pub.listening():
         time.sleep(0.05)
     time.sleep(0.2)
-    sent, gen, start = 0, 0.0, time.perf_counter()
+    sent, clocks, gen, start = 0, 0, 0.0, time.perf_counter()
     rack = Rack(probes, seconds, seed)
     while rack.done < rack.seconds:
         t = time.perf_counter()
         block = next(rack.blocks())
         gen += time.perf_counter() - t
         for piece in batches(block, 50_000):
+            if rate:
+                time.sleep(max(start + sent / rate - time.perf_counter(), 0.0))
             pub.publish(piece)
             sent += len(piece)
+            if rate:
+                pub.publish(Batch.of_series(CLOCK, [int(piece.t.max())], [time.time()]))
+                sent, clocks = sent + 1, clocks + 1
     took = time.perf_counter() - start
-    print(json.dumps({"sent": sent, "generate_s": gen, "total_s": took}), flush=True)
+    print(json.dumps({"sent": sent, "clocks": clocks, "generate_s": gen, "total_s": took}), flush=True)
     sys.stdin.readline()  # keep the socket open until everything was received
     pub.close()
+
+
+def freshness(store, stop: threading.Event, lags: list[float], every: float = 0.01) -> None:
+    """Read :data:`CLOCK`'s newest samples from ``store`` every ``every`` s, as a query would; each
+    one's lag: the time it was first read back less the time its piece was sent."""
+    key, after, last = CLOCK.key, -1, False
+    while not last:
+        last = stop.wait(every)  # once stopped (every sample acknowledged), one read more
+        t, v = store.read([key], after + 1, 2**62).get(key, (np.empty(0, np.int64), None))
+        if len(t):
+            now = time.time()
+            lags.extend((now - v).tolist())
+            after = int(t[-1])
 
 
 # -- the store through the bus -------------------------------------------------------------
@@ -100,16 +129,20 @@ def cpu_now(inbox, store) -> dict[str, float]:
             "merge": thread(store._merger)}
 
 
-def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0) -> dict:
+def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0, rate: float = 0.0) -> dict:
     from wattsight.app import Inbox
     from wattsight.bus import Subscriber
 
-    run = f"{probes}x{seconds / DAY:g}d"
+    run = f"{probes}x{seconds / DAY:g}d" + (f"@{rate / 1e6:g}M/s" if rate else "")
     endpoint = f"ipc://{tmp}/scale-bus"
     store = Store(StoreConfig(path=tmp / f"store-{run}", flush_interval=flush_interval))
     inbox = Inbox(Subscriber(endpoint, KEY), [store])
-    proc = subprocess.Popen([sys.executable, __file__, "--sender", endpoint, str(probes), str(seconds), str(seed)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--sender", endpoint, str(probes), str(seconds), str(seed),
+                             str(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    stop, lags = threading.Event(), []
+    watcher = threading.Thread(target=freshness, args=(store, stop, lags), daemon=True)
+    if rate:
+        watcher.start()
     try:
         first = None
         while first is None:  # the clock starts with the first sample received
@@ -123,12 +156,16 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
         while inbox.acked_samples + inbox.failed_samples < report["sent"] and not inbox.stats()["lost"]:
             time.sleep(0.01)
         took = time.perf_counter() - first
+        stop.set()
+        if rate:
+            watcher.join()
         cpu = {k: v - cpu0[k] for k, v in cpu_now(inbox, store).items()}
         load, behind = os.getloadavg(), store.stats()
         proc.stdin.write("done\n")
         proc.stdin.flush()
         proc.wait(30)
     finally:
+        stop.set()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -163,6 +200,14 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
          "bus thread (decode, WAL, tail) and flush_merge: the store's flush and merge threads (segments, rollups, merges); "
          "after_ingest: the last flush and compact(); capacity: samples/s one core would sustain; "
          "unflushed_at_end: samples still in memory then; ingest_waits: times handle() waited for a flush")
+    if rate:
+        ms = np.asarray(lags) * 1e3
+        emit("freshness_p99", float(np.percentile(ms, 99)) if len(ms) else float("nan"), "ms", "store", run=run,
+             p50=round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+             max=round(float(ms.max()), 1) if len(ms) else None, samples=len(ms), sent=report["clocks"],
+             offered_rate=rate,
+             note="time from a piece's sending (sender process) to its clock sample's first read back by "
+             "Store.read() in this process, polled every 10 ms: the bus, decode, WAL, tail; at the offered rate")
     emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run, format=segment.FORMAT,
          samples=st["segment_rows"], segments=st["segments"], final_compact_s=round(time.perf_counter() - start, 1),
          final_merges=merges, other_bytes=dir_bytes(store.path) - st["segment_bytes"],
@@ -310,7 +355,7 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--sender":
         endpoint, probes, seconds, seed = sys.argv[2], *map(int, sys.argv[3:6])
-        return sender(endpoint, probes, seconds, seed)
+        return sender(endpoint, probes, seconds, seed, float(sys.argv[6]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="1000x3,100x30", help="probes x days, comma-separated")
     ap.add_argument("--baseline", default="100x1", help="probes x days for the PostgreSQL/InfluxDB side by side")
@@ -323,6 +368,9 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--quick", action="store_true", help="20 nodes x 2 h, baselines on 10 nodes x 1 h")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="samples/s the sender offers (default 0: as fast as the store takes them); with a rate, "
+                    "freshness_p99 gives how long a sample takes to be readable")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc's malloc as it is (wattsight run keeps freed memory: wattsight.memory); "
                     "the sender process always runs with the defaults")
@@ -338,7 +386,7 @@ def main() -> None:
         if not args.only_runs:
             by_metric(tmp, 10 if args.quick else 100, args.seed)
         for probes, seconds in parse_runs(args.runs):
-            store_run(tmp, probes, seconds, args.seed, args.flush_interval)
+            store_run(tmp, probes, seconds, args.seed, args.flush_interval, args.rate)
         if args.only_runs:
             return
         [(probes, seconds)] = parse_runs(args.baseline)

@@ -37,3 +37,15 @@ def test_store_tier_bench_runs_and_reports_memory_time_and_bytes(tmp_path):
     before, after = got[("bytes_per_sample", "before")], got[("bytes_per_sample", "after ")]
     assert 0 < after["value"] < 4 and after["segments"] <= before["segments"]
     assert got[("ingest_rate", "handle")]["value"] > 0
+
+
+def test_store_scale_at_an_offered_rate_reads_back_every_clock_sample(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "store_scale.py"), "--only-runs", "--runs", "20x0.02",
+                          "--rate", "200000"], capture_output=True, text=True, timeout=300, cwd=BENCH, check=False)
+    assert out.returncode == 0, out.stderr
+    got = {f["figure"]: f for f in map(json.loads, filter(None, out.stdout.splitlines()))}
+    ingest, fresh = got["ingest_rate"], got["freshness_p99"]
+    assert ingest["stored"] == ingest["sent"] and ingest["lost_batches"] == 0 and ingest["run"] == "20x0.02d@0.2M/s"
+    assert fresh["samples"] == fresh["sent"] >= 3  # 138 k samples in pieces of at most 50,000
+    assert 0 < fresh["p50"] <= fresh["value"] <= fresh["max"]
+    assert got["machine"]["malloc"] == "keep freed memory"
