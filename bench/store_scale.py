@@ -183,11 +183,12 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
          stored=st["segment_rows"], lost_batches=stats["lost"], refused=stats["refused"],
          failed_samples=stats["failed_samples"], sender_busy=round(report["total_s"] / took, 3),
          flushed_rate=round(stats["acked_samples"] / flushed), unflushed_at_end=behind["tail_samples"],
+         merges_while_ingesting=behind["merges"],
          sender_generate_s=round(report["generate_s"], 1),
          flush_interval=flush_interval, format=segment.FORMAT,
          note="sender process (generates the trace) -> signed ipc bus -> Inbox -> Store (WAL, flushes, merges); "
          "flushed_rate: until the last sample was in a segment too (the backlog in memory, unflushed_at_end, "
-         "written)")
+         "written); merges_while_ingesting: merges done by then (a day's tier is one)")
     per = 1e6 / max(stats["acked_samples"], 1)
     total = (cpu["process"] + cpu["after"]) * per
     emit("store_cpu", total, "us/sample", "store", run=run, during_ingest=round(cpu["process"] * per, 4),
