@@ -10,7 +10,8 @@ import numpy as np
 
 from ...sample import Series
 from . import segment as _segment
-from .segment import Segment, decode, to_scaled
+from .scaling import decode, to_scaled
+from .segment import Segment
 from .segment_write import Prepared, _sort_by_name
 from .sorting import in_order, starts_of
 

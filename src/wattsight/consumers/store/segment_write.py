@@ -18,6 +18,7 @@ from ...errors import StoreError
 from ...sample import Series
 from . import residual, restarts
 from . import segment as _segment
+from .scaling import scale_values
 from .segment import (
     _DICT_COLUMNS,
     _SCHEMA,
@@ -25,7 +26,6 @@ from .segment import (
     SUMMARY_KEY,
     Segment,
     fsync_dir,
-    scale_values,
     schema,
     segment_name,
 )
