@@ -83,7 +83,7 @@ def sender(endpoint: str, probes: int, seconds: int, seed: int, rate: float = 0.
     while not pub.listening():
         time.sleep(0.05)
     time.sleep(0.2)
-    sent, clocks, gen, start = 0, 0, 0.0, time.perf_counter()
+    sent, clocks, at, gen, start = 0, 0, 0, 0.0, time.perf_counter()
     rack = Rack(probes, seconds, seed)
     while rack.done < rack.seconds:
         t = time.perf_counter()
@@ -95,7 +95,8 @@ def sender(endpoint: str, probes: int, seconds: int, seed: int, rate: float = 0.
             pub.publish(piece)
             sent += len(piece)
             if rate:
-                pub.publish(Batch.of_series(CLOCK, [int(piece.t.max())], [time.time()]))
+                at = max(int(piece.t.max()), at + 1)  # one time each: equal ones would collapse
+                pub.publish(Batch.of_series(CLOCK, [at], [time.time()]))
                 sent, clocks = sent + 1, clocks + 1
     took = time.perf_counter() - start
     print(json.dumps({"sent": sent, "clocks": clocks, "generate_s": gen, "total_s": took}), flush=True)
@@ -112,7 +113,7 @@ def freshness(store, stop: threading.Event, lags: list[float], every: float = 0.
         t, v = store.read([key], after + 1, 2**62).get(key, (np.empty(0, np.int64), None))
         if len(t):
             now = time.time()
-            lags.extend((now - v).tolist())
+            lags.extend(zip(v.tolist(), (now - v).tolist()))
             after = int(t[-1])
 
 
@@ -129,7 +130,8 @@ def cpu_now(inbox, store) -> dict[str, float]:
             "merge": thread(store._merger)}
 
 
-def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0, rate: float = 0.0) -> dict:
+def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: float = 10.0, rate: float = 0.0,
+              lags_csv: str | None = None) -> dict:
     from wattsight.app import Inbox
     from wattsight.bus import Subscriber
 
@@ -202,7 +204,11 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
          "after_ingest: the last flush and compact(); capacity: samples/s one core would sustain; "
          "unflushed_at_end: samples still in memory then; ingest_waits: times handle() waited for a flush")
     if rate:
-        ms = np.asarray(lags) * 1e3
+        ms = np.asarray([lag for _, lag in lags]) * 1e3
+        if lags_csv:
+            with open(lags_csv, "w") as f:
+                f.write("sent_s,lag_ms\n")
+                f.writelines(f"{sent - lags[0][0]:.3f},{lag * 1e3:.1f}\n" for sent, lag in lags)
         emit("freshness_p99", float(np.percentile(ms, 99)) if len(ms) else float("nan"), "ms", "store", run=run,
              p50=round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
              max=round(float(ms.max()), 1) if len(ms) else None, samples=len(ms), sent=report["clocks"],
@@ -372,6 +378,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="samples/s the sender offers (default 0: as fast as the store takes them); with a rate, "
                     "freshness_p99 gives how long a sample takes to be readable")
+    ap.add_argument("--lags", metavar="CSV", help="with --rate: each clock sample's sending time and lag, to plot")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc's malloc as it is (wattsight run keeps freed memory: wattsight.memory); "
                     "the sender process always runs with the defaults")
@@ -387,7 +394,7 @@ def main() -> None:
         if not args.only_runs:
             by_metric(tmp, 10 if args.quick else 100, args.seed)
         for probes, seconds in parse_runs(args.runs):
-            store_run(tmp, probes, seconds, args.seed, args.flush_interval, args.rate)
+            store_run(tmp, probes, seconds, args.seed, args.flush_interval, args.rate, args.lags)
         if args.only_runs:
             return
         [(probes, seconds)] = parse_runs(args.baseline)
