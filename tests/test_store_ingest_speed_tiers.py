@@ -4,6 +4,9 @@ the store gives a tier under way up."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -106,3 +109,15 @@ def test_closing_gives_up_a_tier_under_way_and_keeps_its_segments(tmp_path, monk
         got = again.read(keys, 0, 2**62)
     for k in keys:
         assert np.array_equal(got[k][0], want[k][0]) and np.array_equal(bits(got[k][1]), bits(want[k][1])), k
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_merge_thread_runs_at_a_lower_priority_than_the_rest_of_the_store(tmp_path):
+    with open_store(tmp_path / "s") as store:
+        assert store.MERGE_NICE > 0
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, store._merger.native_id) == own and time.monotonic() < deadline:
+            time.sleep(0.01)  # the thread lowers its own priority as it starts
+        assert os.getpriority(os.PRIO_PROCESS, store._merger.native_id) == min(own + store.MERGE_NICE, 19)
+        assert os.getpriority(os.PRIO_PROCESS, store._thread.native_id) == own  # flushes keep up with ingest

@@ -84,6 +84,9 @@ class Store:
     #: Large flushes (written in the cold format, rewritten by their day's tier) skip the residual
     #: dictionaries and partners: half of the encoding's CPU, for segments ~10 % larger meanwhile.
     QUICK_FLUSHES = True
+    #: Added to the merge thread's nice value (Linux): a tier of a day takes minutes of CPU, which the
+    #: bus thread, the flushes and queries need first (bench/store_scale.py --rate: freshness).
+    MERGE_NICE = 10
 
     def __init__(self, config: StoreConfig, *, clock: Callable[[], int] = now_ms,
                  retention: rt.RetentionConfig | None = None) -> None:

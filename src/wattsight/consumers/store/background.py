@@ -21,6 +21,8 @@ picked again after the next start.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -121,7 +123,9 @@ def flush_loop(store) -> None:
 
 
 def merge_loop(store) -> None:
-    """After each flush: merges, then a retention pass when one is due."""
+    """After each flush: merges, then a retention pass when one is due; at a lower priority
+    (``Store.MERGE_NICE``): the bus, the flushes and queries get the CPU first."""
+    lower_priority(store.MERGE_NICE)
     while True:
         store._merge_wake.wait()
         store._merge_wake.clear()
@@ -140,6 +144,18 @@ def merge_loop(store) -> None:
         except Exception:  # this thread's boundary
             store._n["flush_errors"] += 1
             log.exception("%s: merge or retention failed; tried again after the next flush", store.path)
+
+
+def lower_priority(nice: int) -> None:
+    """Add ``nice`` to this thread's nice value (Linux, where each thread has its own; elsewhere
+    setpriority would take the whole process down: nothing is done)."""
+    if not nice or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + nice, 19))
+    except OSError as exc:
+        log.warning("cannot lower the merge thread's priority (%s): merges compete with ingest for the CPU", exc)
 
 
 def start(store) -> None:
