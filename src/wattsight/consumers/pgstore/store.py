@@ -155,7 +155,7 @@ class PgStore:
         if lo < MIN_MS or hi > MAX_MS:
             raise SampleError(f"a batch of {len(batch)} samples has times outside the years 1..9999 "
                               f"({lo}..{hi} ms): not stored")
-        chunk = Chunk(sid, t, v, lo, hi)
+        chunk = Chunk(sid, t, v, lo, hi, int(sid.min()), int(sid.max()))
         if self.config.ack == "commit":
             self._write([chunk], deadline=time.monotonic() + self.config.write_timeout)
         else:
