@@ -55,7 +55,7 @@ class Stopped(Exception):
 
 def _merges(store, tiers: str) -> Iterator[None]:
     """:func:`compact`'s merges, one yield after each."""
-    while not store._stop.is_set():  # closing: the merge under way ends, the rest waits for the next start
+    while not store._stop.is_set():  # closing: the merge under way is given up (_until_stop), the rest waits
         with store._lock:
             segments = store._segments
         run = pick_run(segments, store.MERGE_FANOUT, store.MERGE_MAX_ROWS, tiers_now(store, tiers))
@@ -97,7 +97,8 @@ def _merge(store, run: list[Segment]) -> Segment:
                           row_group_size=store.ROW_GROUP_SIZE, compression_level=COLD_LEVEL)
 
 
-def _until_stop(store, slices: Sliced):
+def _until_stop(store, slices: Sliced) -> Iterator:
+    """``slices``, one at a time, until the store closes (then :class:`Stopped`)."""
     for piece in slices:
         if store._stop.is_set():
             raise Stopped
