@@ -210,8 +210,8 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
                 f.write("sent_s,lag_ms\n")
                 f.writelines(f"{sent - lags[0][0]:.3f},{lag * 1e3:.1f}\n" for sent, lag in lags)
         emit("freshness_p99", float(np.percentile(ms, 99)) if len(ms) else float("nan"), "ms", "store", run=run,
-             p50=round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
-             max=round(float(ms.max()), 1) if len(ms) else None, samples=len(ms), sent=report["clocks"],
+             p50=round(float(np.percentile(ms, 50)), 4) if len(ms) else None,  # rounded as the value is
+             max=round(float(ms.max()), 4) if len(ms) else None, samples=len(ms), sent=report["clocks"],
              offered_rate=rate,
              note="time from a piece's sending (sender process) to its clock sample's first read back by "
              "Store.read() in this process, polled every 10 ms: the bus, decode, WAL, tail; at the offered rate")
