@@ -21,7 +21,8 @@ a quarter of it each (``--runs 1000x3,100x30``: 1,000 nodes x 3 days and 100 nod
 - ``freshness_p99`` (ms), with ``--rate R``: the sender offers R samples/s on average instead of
   all it can, and after each piece of 50,000 samples a sample of ``bench.clock`` holding the time
   it was sent; this process reads that series back with ``Store.read()`` every 10 ms and records
-  how long each one took to become readable (p50, p99, max): the target is < 1 s at 2 M/s;
+  how long each one took to become readable (p50, p99, max; bench/freshness.py): the target is
+  < 1 s at 2 M/s (``store_cpu`` then includes those reads);
 - ``store_cpu`` (us/sample): this process's CPU from the first sample to the last flush and
   ``compact()``, split into the bus thread and the store's thread (``capacity``: samples/s one
   core of it sustains; the sender takes the other core);
@@ -58,16 +59,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import Rack, batches, emit, parse_with_format
 from bench.figures import machine
+from bench.freshness import clock_batch, emit_freshness, watch
 from wattsight.config import StoreConfig
 from wattsight.consumers.store import Store, segment
 from wattsight.consumers.store.segment import write_segment
 from wattsight.memory import keep_freed_memory
-from wattsight.sample import Batch, Series
+from wattsight.sample import Batch
 
 KEY = b"bench-store-scale-0123456789abcdef0123"
 DAY = 86400
-#: With ``--rate``: after each piece, the time it was sent (s since the epoch), read back by :func:`freshness`.
-CLOCK = Series("bench.clock", "sent_at", "s")
 
 
 # -- the sender process --------------------------------------------------------------------
@@ -76,7 +76,7 @@ def sender(endpoint: str, probes: int, seconds: int, seed: int, rate: float = 0.
 
     ``rate`` (samples/s, 0: as fast as the bus takes them): the trace is sent at that average rate
     (a piece as soon as it is due; late pieces at once), each piece followed by a one-sample batch
-    of :data:`CLOCK` whose value is the time it was sent (``time.time()``)."""
+    of ``bench.freshness.CLOCK`` whose value is the time it was sent."""
     from wattsight.bus import Publisher
 
     pub = Publisher(endpoint, KEY, hwm=2000)
@@ -95,26 +95,13 @@ def sender(endpoint: str, probes: int, seconds: int, seed: int, rate: float = 0.
             pub.publish(piece)
             sent += len(piece)
             if rate:
-                at = max(int(piece.t.max()), at + 1)  # one time each: equal ones would collapse
-                pub.publish(Batch.of_series(CLOCK, [at], [time.time()]))
+                at = max(int(piece.t.max()), at + 1)
+                pub.publish(clock_batch(at))
                 sent, clocks = sent + 1, clocks + 1
     took = time.perf_counter() - start
     print(json.dumps({"sent": sent, "clocks": clocks, "generate_s": gen, "total_s": took}), flush=True)
     sys.stdin.readline()  # keep the socket open until everything was received
     pub.close()
-
-
-def freshness(store, stop: threading.Event, lags: list[float], every: float = 0.01) -> None:
-    """Read :data:`CLOCK`'s newest samples from ``store`` every ``every`` s, as a query would; each
-    one's lag: the time it was first read back less the time its piece was sent."""
-    key, after, last = CLOCK.key, -1, False
-    while not last:
-        last = stop.wait(every)  # once stopped (every sample acknowledged), one read more
-        t, v = store.read([key], after + 1, 2**62).get(key, (np.empty(0, np.int64), None))
-        if len(t):
-            now = time.time()
-            lags.extend(zip(v.tolist(), (now - v).tolist()))
-            after = int(t[-1])
 
 
 # -- the store through the bus -------------------------------------------------------------
@@ -142,7 +129,7 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
     proc = subprocess.Popen([sys.executable, __file__, "--sender", endpoint, str(probes), str(seconds), str(seed),
                              str(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stop, lags = threading.Event(), []
-    watcher = threading.Thread(target=freshness, args=(store, stop, lags), daemon=True)
+    watcher = threading.Thread(target=watch, args=(store, stop, lags), daemon=True)
     if rate:
         watcher.start()
     try:
@@ -204,17 +191,7 @@ def store_run(tmp: Path, probes: int, seconds: int, seed: int, flush_interval: f
          "after_ingest: the last flush and compact(); capacity: samples/s one core would sustain; "
          "unflushed_at_end: samples still in memory then; ingest_waits: times handle() waited for a flush")
     if rate:
-        ms = np.asarray([lag for _, lag in lags]) * 1e3
-        if lags_csv:
-            with open(lags_csv, "w") as f:
-                f.write("sent_s,lag_ms\n")
-                f.writelines(f"{sent - lags[0][0]:.3f},{lag * 1e3:.1f}\n" for sent, lag in lags)
-        emit("freshness_p99", float(np.percentile(ms, 99)) if len(ms) else float("nan"), "ms", "store", run=run,
-             p50=round(float(np.percentile(ms, 50)), 4) if len(ms) else None,  # rounded as the value is
-             max=round(float(ms.max()), 4) if len(ms) else None, samples=len(ms), sent=report["clocks"],
-             offered_rate=rate,
-             note="time from a piece's sending (sender process) to its clock sample's first read back by "
-             "Store.read() in this process, polled every 10 ms: the bus, decode, WAL, tail; at the offered rate")
+        emit_freshness(run, lags, report["clocks"], rate, lags_csv)
     emit("bytes_per_sample", st["segment_bytes"] / st["segment_rows"], "B/sample", "store", run=run, format=segment.FORMAT,
          samples=st["segment_rows"], segments=st["segments"], final_compact_s=round(time.perf_counter() - start, 1),
          final_merges=merges, other_bytes=dir_bytes(store.path) - st["segment_bytes"],
