@@ -151,11 +151,10 @@ class PgStore:
                 raise StoreError(f"{self.where}: the store is closed; a batch of {len(batch)} samples "
                                  "was not stored (open a new PgStore)")
             sid, t, v = batch_columns(batch, self._registry.id_map(batch.series, raw))  # checks sidx; copies
-        lo, hi = int(t.min()), int(t.max())
-        if lo < MIN_MS or hi > MAX_MS:
+        chunk = Chunk.of(sid, t, v)
+        if chunk.tmin < MIN_MS or chunk.tmax > MAX_MS:
             raise SampleError(f"a batch of {len(batch)} samples has times outside the years 1..9999 "
-                              f"({lo}..{hi} ms): not stored")
-        chunk = Chunk(sid, t, v, lo, hi, int(sid.min()), int(sid.max()))
+                              f"({chunk.tmin}..{chunk.tmax} ms): not stored")
         if self.config.ack == "commit":
             self._write([chunk], deadline=time.monotonic() + self.config.write_timeout)
         else:
